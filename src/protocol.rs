@@ -1,0 +1,784 @@
+//! One connection's WebSocket state machine, after the handshake. No I/O.
+//!
+//! ```text
+//!             read(bytes)                                   send / ping / close
+//!                 │                                                 │
+//!   header ─► check (§5) ─► payload ─► unmask in place              ▼
+//!                 │            │                             frame encoder
+//!                 │   whole frame in input? ── yes ─► Event::Message(borrowed slice)
+//!                 │            │ no                                 │
+//!                 │   assembly buffer + UTF-8 validator             ▼
+//!                 │            └──────────────► Event::Message(owned buffer)
+//!                 └─ ping ─► pong queued ─────────────────────► SendQueue ─► bytes out
+//!
+//!   close state:  Open ──close sent──► Closing ──close received──► Done
+//!                   └──close received (echo sent)───────────────► Done
+//!                   └──protocol error (close sent)──────────────► Done
+//! ```
+//!
+//! Call [`Connection::read`] with the bytes that came from the socket until
+//! it has consumed them all; each call yields at most one [`Event`]. Replies
+//! the protocol owes the peer (pongs, the close echo, the close after an
+//! error) are queued by `read` itself. Write what [`Connection::outgoing`]
+//! holds to the socket, and shut the TCP connection once
+//! [`Connection::is_finished`] says so. The machine never reads a clock: the
+//! event loop owns every timeout.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::frame::{
+    close_code, decode_header, Decoded, FrameError, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD,
+    MAX_HEADER_LEN,
+};
+use crate::mask::apply_mask;
+use crate::send_queue::SendQueue;
+use crate::utf8::{assume_valid, Utf8Validator};
+
+/// A returned message buffer is kept for the next message only up to this
+/// capacity, so one large message does not pin memory on an idle connection.
+const RECYCLE_LIMIT: usize = 64 * 1024;
+
+/// A message, borrowed: what handlers receive and what they send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A UTF-8 text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl Message<'_> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// A received data message: borrowed from the input when it arrived as one
+/// whole frame, else the assembled buffer, handed over without a copy.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    text: bool,
+    data: Data<'a>,
+}
+
+#[derive(Debug)]
+enum Data<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Incoming<'_> {
+    /// The message as [`Message::Text`] or [`Message::Binary`].
+    pub fn message(&self) -> Message<'_> {
+        let bytes = self.bytes();
+        if self.text {
+            // Text events are only built after the payload was validated.
+            Message::Text(assume_valid(bytes))
+        } else {
+            Message::Binary(bytes)
+        }
+    }
+
+    /// The payload bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Borrowed(b) => b,
+            Data::Owned(v) => v,
+        }
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// Whether the payload is a slice of the caller's input (no copy made).
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.data, Data::Borrowed(_))
+    }
+
+    /// The assembled buffer, if there is one, so that it can be given back
+    /// with [`Connection::recycle`].
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        match self.data {
+            Data::Borrowed(_) => None,
+            Data::Owned(v) => Some(v),
+        }
+    }
+}
+
+/// The payload of a control frame (at most 125 bytes), held inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ControlPayload {
+    buf: [u8; MAX_CONTROL_PAYLOAD],
+    len: u8,
+}
+
+impl ControlPayload {
+    fn new() -> Self {
+        ControlPayload {
+            buf: [0; MAX_CONTROL_PAYLOAD],
+            len: 0,
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        // Invariant: control frame lengths are checked against 125 at the
+        // header, so the sum of a frame's pieces always fits.
+        let start = self.len as usize;
+        self.buf[start..start + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len() as u8;
+    }
+
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for ControlPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ControlPayload")
+            .field(&self.as_bytes())
+            .finish()
+    }
+}
+
+/// A received close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// The status code, or 1005 (no status) when the frame carried none.
+    pub code: u16,
+    reason: ControlPayload,
+}
+
+impl CloseFrame {
+    /// The reason text (validated UTF-8, possibly empty).
+    pub fn reason(&self) -> &str {
+        // Close reasons are validated before a CloseFrame is built.
+        assume_valid(&self.reason.as_bytes()[2.min(self.reason.len as usize)..])
+    }
+}
+
+/// What one [`Connection::read`] call produced.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A complete, valid data message.
+    Message(Incoming<'a>),
+    /// A ping; the pong is already queued.
+    Ping(ControlPayload),
+    /// A pong (solicited or not; nothing is owed).
+    Pong(ControlPayload),
+    /// The peer's close frame; if the server had not closed yet, the echo is
+    /// already queued.
+    Close(CloseFrame),
+}
+
+/// A violation of RFC 6455 by the peer. The connection is failed: a close
+/// frame with [`ProtocolError::close_code`] is queued and input is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    /// A frame broke a rule of §5 on its own.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// §5.4: a continuation frame arrived with no message to continue.
+    #[error("continuation frame with no message in progress")]
+    UnexpectedContinuation,
+    /// §5.4: a new text or binary frame arrived inside a fragmented message.
+    #[error("new data frame inside a fragmented message")]
+    ExpectedContinuation,
+    /// §8.1: a text message (or close reason) is not valid UTF-8.
+    #[error("text is not valid UTF-8")]
+    InvalidUtf8,
+    /// A frame announced more payload than the configured limit.
+    #[error("frame payload of {size} bytes exceeds the limit of {limit}")]
+    FrameTooBig {
+        /// Announced payload length.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// A message's fragments add up to more than the configured limit.
+    #[error("message of at least {size} bytes exceeds the limit of {limit}")]
+    MessageTooBig {
+        /// Bytes received so far plus the announced frame.
+        size: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// §5.5.1: a close payload is empty or at least 2 bytes.
+    #[error("close frame with a 1-byte payload")]
+    CloseOneByte,
+    /// §7.4: the close code is not one that may be sent.
+    #[error("close frame with invalid status code {0}")]
+    InvalidCloseCode(u16),
+    /// §5.5.1: the close reason is not valid UTF-8.
+    #[error("close reason is not valid UTF-8")]
+    InvalidCloseReason,
+}
+
+impl ProtocolError {
+    /// The close code this error is failed with (RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
+                close_code::INVALID_PAYLOAD
+            }
+            ProtocolError::FrameTooBig { .. } | ProtocolError::MessageTooBig { .. } => {
+                close_code::MESSAGE_TOO_BIG
+            }
+            _ => close_code::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// Why something could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// A close frame was already sent (§5.5.1: nothing may follow it).
+    #[error("the connection is closing")]
+    Closing,
+    /// A ping payload or close reason longer than a control frame allows.
+    #[error("control frame payload longer than 125 bytes")]
+    ControlTooLong,
+    /// A close code that must not be sent (§7.4).
+    #[error("close code {0} may not be sent")]
+    InvalidCloseCode(u16),
+    /// Shared frames are unmasked, so only a server may send them.
+    #[error("a pre-encoded frame can only be sent by a server")]
+    SharedNeedsServer,
+}
+
+/// The frame being received.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    op: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    mask_pos: usize,
+    /// Payload is skipped: data arriving after our close frame.
+    discard: bool,
+}
+
+/// The data message being assembled.
+#[derive(Debug)]
+struct InMessage {
+    text: bool,
+    utf8: Utf8Validator,
+}
+
+/// One WebSocket connection after the handshake, as a state machine.
+///
+/// ```
+/// use wsloop::protocol::{Connection, Event, Message};
+/// use wsloop::{Config, frame::Role};
+///
+/// let mut conn = Connection::new(Role::Server, &Config::default());
+/// // A masked "Hello" from RFC 6455 §5.7.
+/// let mut input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let (used, event) = conn.read(&mut input).unwrap();
+/// assert_eq!(used, 11);
+/// match event {
+///     Some(Event::Message(m)) => assert_eq!(m.message(), Message::Text("Hello")),
+///     other => panic!("{other:?}"),
+/// }
+/// conn.send(Message::Text("Hi")).unwrap();
+/// assert_eq!(conn.outgoing().front(), b"\x81\x02Hi");
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    max_frame: usize,
+    max_message: usize,
+    /// RSV bits an extension gave meaning to (none yet).
+    allowed_rsv: u8,
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    assembly: Vec<u8>,
+    control: ControlPayload,
+    close_sent: bool,
+    close_received: bool,
+    failed: bool,
+    out: SendQueue,
+    /// xorshift state for client masks (client role only).
+    mask_seed: u64,
+}
+
+impl Connection {
+    /// A connection in the open state, for `role`, with the frame and message
+    /// limits of `config`.
+    pub fn new(role: Role, config: &Config) -> Self {
+        Connection {
+            role,
+            max_frame: config.max_frame_size,
+            max_message: config.max_message_size,
+            allowed_rsv: 0,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            message: None,
+            assembly: Vec::new(),
+            control: ControlPayload::new(),
+            close_sent: false,
+            close_received: false,
+            failed: false,
+            out: SendQueue::new(),
+            mask_seed: if role == Role::Client {
+                random_seed()
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Feeds bytes received from the peer. Returns how many were consumed
+    /// and at most one event; call again with the rest until all are
+    /// consumed (every call with non-empty input consumes at least one byte
+    /// or yields an event). Payloads are unmasked in place, which is why
+    /// `input` is mutable. A partial frame at the end is kept inside the
+    /// connection (at most a header, plus message bytes that count against
+    /// the message limit), so the caller never needs to keep leftovers.
+    ///
+    /// On `Err` the connection has failed: a close frame with the error's
+    /// code is queued, and later input is ignored.
+    pub fn read<'a>(
+        &mut self,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        if self.failed || self.close_received {
+            // §5.5.1: after the close, data is not to be processed.
+            return Ok((input.len(), None));
+        }
+        let result = self.read_inner(input);
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    fn read_inner<'a>(
+        &mut self,
+        mut input: &'a mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+        let total = input.len();
+        let mut pos = 0;
+        loop {
+            if self.frame.is_none() {
+                let Some((header, used)) = self.take_header(&input[pos..])? else {
+                    return Ok((total, None));
+                };
+                pos += used;
+                let frame = self.start_frame(header)?;
+                // The zero-copy path: a whole unfragmented data message in
+                // the input is unmasked in place and lent out.
+                if !frame.op.is_control()
+                    && frame.fin
+                    && !frame.discard
+                    && self.message.is_none()
+                    && frame.remaining <= (total - pos) as u64
+                {
+                    let end = pos + frame.remaining as usize;
+                    let all: &'a mut [u8] = std::mem::take(&mut input);
+                    let payload = &mut all[pos..end];
+                    if let Some(mask) = frame.mask {
+                        apply_mask(payload, mask, 0);
+                    }
+                    let text = frame.op == OpCode::Text;
+                    if text && simdutf8::basic::from_utf8(payload).is_err() {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    let data = Data::Borrowed(payload);
+                    return Ok((end, Some(Event::Message(Incoming { text, data }))));
+                }
+                if matches!(frame.op, OpCode::Text | OpCode::Binary) && !frame.discard {
+                    let text = frame.op == OpCode::Text;
+                    self.message = Some(InMessage {
+                        text,
+                        utf8: Utf8Validator::new(),
+                    });
+                    self.assembly
+                        .reserve(frame.remaining.min(RECYCLE_LIMIT as u64) as usize);
+                }
+                if frame.op.is_control() {
+                    self.control = ControlPayload::new();
+                }
+                self.frame = Some(frame);
+            }
+
+            // Invariant: set just above or left from an earlier call.
+            let frame = self.frame.as_mut().expect("frame in progress");
+            let take = frame.remaining.min((total - pos) as u64) as usize;
+            let chunk = &mut input[pos..pos + take];
+            pos += take;
+            frame.remaining -= take as u64;
+            if let Some(mask) = frame.mask {
+                frame.mask_pos = apply_mask(chunk, mask, frame.mask_pos);
+            }
+            let frame = *frame;
+            if frame.op.is_control() {
+                self.control.extend(chunk);
+            } else if !frame.discard {
+                // Invariant: a data frame that is not discarded has a message
+                // (started above for text/binary, required for continuation).
+                let msg = self.message.as_mut().expect("message in progress");
+                if msg.text {
+                    // §8.1 fail fast: reject at the first impossible byte.
+                    msg.utf8
+                        .feed(chunk)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                self.assembly.extend_from_slice(chunk);
+            }
+            if frame.remaining > 0 {
+                return Ok((total, None));
+            }
+            self.frame = None;
+            if frame.op.is_control() {
+                let event = self.finish_control(frame.op)?;
+                return Ok((pos, Some(event)));
+            }
+            if frame.fin && !frame.discard {
+                // Invariant: as above, a non-discarded data frame has a message.
+                let mut msg = self.message.take().expect("message in progress");
+                if msg.text {
+                    msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                let data = Data::Owned(std::mem::take(&mut self.assembly));
+                let event = Event::Message(Incoming {
+                    text: msg.text,
+                    data,
+                });
+                return Ok((pos, Some(event)));
+            }
+            if pos == total {
+                return Ok((total, None));
+            }
+        }
+    }
+
+    /// Completes a header from the bytes kept from earlier reads and `input`.
+    /// Returns the header and how many bytes of `input` it used, or `None`
+    /// when `input` was all used and the header is still incomplete.
+    fn take_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        let have = self.header_len as usize;
+        if have == 0 {
+            if let Decoded::Complete(h, n) = decode_header(input)? {
+                return Ok(Some((h, n)));
+            }
+            self.header[..input.len()].copy_from_slice(input);
+            self.header_len = input.len() as u8;
+            return Ok(None);
+        }
+        let take = (MAX_HEADER_LEN - have).min(input.len());
+        self.header[have..have + take].copy_from_slice(&input[..take]);
+        match decode_header(&self.header[..have + take])? {
+            Decoded::Complete(h, n) => {
+                self.header_len = 0;
+                Ok(Some((h, n - have)))
+            }
+            Decoded::Partial => {
+                self.header_len = (have + take) as u8;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Applies the header rules that need the connection's state.
+    fn start_frame(&mut self, h: FrameHeader) -> Result<InFrame, ProtocolError> {
+        let op = h.check(self.role, self.allowed_rsv)?;
+        let discard = self.close_sent && !op.is_control();
+        if !op.is_control() && h.len > self.max_frame as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                size: h.len,
+                limit: self.max_frame,
+            });
+        }
+        if !discard {
+            match (op, &self.message) {
+                // §5.4: fragments of one message are not interleaved.
+                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Text | OpCode::Binary, Some(_)) => {
+                    return Err(ProtocolError::ExpectedContinuation)
+                }
+                _ => {}
+            }
+            if !op.is_control() {
+                let size = self.assembly.len() as u64 + h.len;
+                if size > self.max_message as u64 {
+                    return Err(ProtocolError::MessageTooBig {
+                        size,
+                        limit: self.max_message,
+                    });
+                }
+            }
+        }
+        Ok(InFrame {
+            op,
+            fin: h.fin,
+            mask: h.mask,
+            remaining: h.len,
+            mask_pos: 0,
+            discard,
+        })
+    }
+
+    fn finish_control(&mut self, op: OpCode) -> Result<Event<'static>, ProtocolError> {
+        let payload = self.control;
+        match op {
+            OpCode::Ping => {
+                // §5.5.2: answer with a pong carrying the same payload.
+                if !self.close_sent {
+                    self.write_frame(OpCode::Pong, payload.as_bytes());
+                }
+                Ok(Event::Ping(payload))
+            }
+            OpCode::Pong => Ok(Event::Pong(payload)),
+            _ => {
+                let close = parse_close(payload)?;
+                self.close_received = true;
+                if !self.close_sent {
+                    // §5.5.1: echo the status code received.
+                    self.close_sent = true;
+                    if close.code == close_code::NO_STATUS {
+                        self.write_frame(OpCode::Close, &[]);
+                    } else {
+                        self.write_frame(OpCode::Close, &close.code.to_be_bytes());
+                    }
+                }
+                Ok(Event::Close(close))
+            }
+        }
+    }
+
+    fn fail(&mut self, e: &ProtocolError) {
+        self.failed = true;
+        self.frame = None;
+        self.message = None;
+        self.assembly = Vec::new();
+        if !self.close_sent {
+            let reason = e.to_string();
+            let _ = self.close(
+                e.close_code(),
+                truncate_utf8(&reason, MAX_CONTROL_PAYLOAD - 2),
+            );
+        }
+    }
+
+    /// Queues a data message. Refused once a close frame was sent.
+    pub fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        self.write_frame(msg.opcode(), msg.as_bytes());
+        Ok(())
+    }
+
+    /// Queues a frame encoded once by [`encode_shared`] and shared with other
+    /// connections' queues (broadcast). Server role only.
+    pub fn send_shared(&mut self, frame: &Arc<[u8]>) -> Result<(), SendError> {
+        if self.role != Role::Server {
+            return Err(SendError::SharedNeedsServer);
+        }
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        self.out.push_shared(Arc::clone(frame));
+        Ok(())
+    }
+
+    /// Queues a ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        self.write_frame(OpCode::Ping, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a close frame with `code` and
+    /// `reason` (at most 123 bytes). Nothing can be sent after it; data that
+    /// still arrives is discarded until the peer's close frame.
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if !close_code::is_valid(code) {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > MAX_CONTROL_PAYLOAD - 2 {
+            return Err(SendError::ControlTooLong);
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        payload[..2].copy_from_slice(&code.to_be_bytes());
+        payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.write_frame(OpCode::Close, &payload[..2 + reason.len()]);
+        self.close_sent = true;
+        Ok(())
+    }
+
+    fn write_frame(&mut self, op: OpCode, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Server => None,
+            Role::Client => Some(self.next_mask()),
+        };
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: op.as_u8(),
+            mask,
+            len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let buf = self.out.tail(n + payload.len());
+        buf.extend_from_slice(&head[..n]);
+        let start = buf.len();
+        buf.extend_from_slice(payload);
+        if let Some(mask) = mask {
+            apply_mask(&mut buf[start..], mask, 0);
+        }
+        self.out.commit(n + payload.len());
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
+        // xorshift64*: masks only need to be unpredictable to scripts in a
+        // browser (§10.3); this client role serves tests and load generators.
+        let mut x = self.mask_seed;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_seed = x;
+        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        (v >> 32).to_le_bytes()[..4].try_into().unwrap_or([0; 4])
+    }
+
+    /// The bytes waiting to be written to the socket. Write from
+    /// [`SendQueue::io_slices`] and drop what was written with
+    /// [`SendQueue::consume`].
+    pub fn outgoing(&mut self) -> &mut SendQueue {
+        &mut self.out
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Gives back a buffer from [`Incoming::into_buffer`] for the next
+    /// fragmented message, if it is small enough to be worth keeping.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.assembly.capacity() == 0 && buf.capacity() <= RECYCLE_LIMIT {
+            buf.clear();
+            self.assembly = buf;
+        }
+    }
+
+    /// Whether data messages can still be sent (no close frame sent yet).
+    pub fn is_open(&self) -> bool {
+        !self.close_sent
+    }
+
+    /// Whether a close frame was sent (by `close`, an echo, or an error).
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether the peer's close frame was received.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether the connection failed on a protocol error.
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Whether the TCP connection may be shut now: the close handshake is
+    /// complete (or the connection failed) and every queued byte, the close
+    /// frame included, was written. RFC 6455 §7.1.1: the server closes the
+    /// TCP connection first.
+    pub fn is_finished(&self) -> bool {
+        self.close_sent && (self.close_received || self.failed) && self.out.is_empty()
+    }
+}
+
+/// Encodes `msg` once as an unmasked server frame whose bytes can be queued
+/// on any number of server connections with [`Connection::send_shared`].
+pub fn encode_shared(msg: Message<'_>) -> Arc<[u8]> {
+    let payload = msg.as_bytes();
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: msg.opcode().as_u8(),
+        mask: None,
+        len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut frame = Vec::with_capacity(n + payload.len());
+    frame.extend_from_slice(&head[..n]);
+    frame.extend_from_slice(payload);
+    Arc::from(frame)
+}
+
+/// §5.5.1 and §7.4: a close payload is empty, or a valid code plus UTF-8.
+fn parse_close(payload: ControlPayload) -> Result<CloseFrame, ProtocolError> {
+    let bytes = payload.as_bytes();
+    let code = match bytes.len() {
+        0 => close_code::NO_STATUS,
+        1 => return Err(ProtocolError::CloseOneByte),
+        _ => {
+            let code = u16::from_be_bytes([bytes[0], bytes[1]]);
+            if !close_code::is_valid(code) {
+                return Err(ProtocolError::InvalidCloseCode(code));
+            }
+            if std::str::from_utf8(&bytes[2..]).is_err() {
+                return Err(ProtocolError::InvalidCloseReason);
+            }
+            code
+        }
+    };
+    Ok(CloseFrame {
+        code,
+        reason: payload,
+    })
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(&h as *const _ as usize);
+    h.finish() | 1
+}

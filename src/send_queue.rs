@@ -1,0 +1,212 @@
+//! One connection's outgoing bytes, waiting for the socket.
+//!
+//! ```text
+//! encoder ──► [tail Vec: small frames coalesced] ─┐
+//! broadcast ─► [Arc<[u8]> shared by every queue] ─┴─► io_slices ──► writev ──► consume(n)
+//! ```
+//!
+//! Small frames written in one loop iteration are appended to the same owned
+//! chunk, so they leave in one write (the cork); a broadcast frame is encoded
+//! once and only its `Arc` is queued per recipient. An empty queue holds no
+//! allocation, so an idle connection costs nothing here.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+
+/// Owned chunks stop growing past this size so one huge message does not
+/// make every later small frame re-allocate a huge buffer.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug)]
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+}
+
+/// A FIFO of bytes to write, in owned and shared chunks.
+#[derive(Debug, Default)]
+pub struct SendQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    head_written: usize,
+    /// Bytes queued and not yet written.
+    len: usize,
+}
+
+impl SendQueue {
+    /// An empty queue (no allocation).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A buffer to append `additional` bytes to: the tail chunk when it is
+    /// owned and small enough, else a new one. Bytes written into it must be
+    /// counted with [`SendQueue::commit`].
+    pub(crate) fn tail(&mut self, additional: usize) -> &mut Vec<u8> {
+        // Appending to a partly written front chunk is fine: `head_written`
+        // counts from its start.
+        let reuse = matches!(self.chunks.back(),
+            Some(Chunk::Owned(v)) if v.len() + additional <= COALESCE_LIMIT);
+        if !reuse {
+            self.chunks
+                .push_back(Chunk::Owned(Vec::with_capacity(additional)));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Owned(v)) => v,
+            // Invariant: the branch above ensured the back chunk is owned.
+            _ => unreachable!("tail chunk is owned"),
+        }
+    }
+
+    /// Counts `n` bytes just appended through [`SendQueue::tail`].
+    pub(crate) fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Appends a copy of `bytes`.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.tail(bytes.len()).extend_from_slice(bytes);
+        self.commit(bytes.len());
+    }
+
+    /// Appends bytes shared with other queues (a broadcast frame).
+    pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.chunks.push_back(Chunk::Shared(bytes));
+    }
+
+    /// Fills `out` with the queued bytes in order, for a vectored write;
+    /// returns how many slices were filled.
+    pub fn io_slices<'s>(&'s self, out: &mut [IoSlice<'s>]) -> usize {
+        let mut n = 0;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if n == out.len() {
+                break;
+            }
+            let bytes = chunk.bytes();
+            let bytes = if i == 0 {
+                &bytes[self.head_written..]
+            } else {
+                bytes
+            };
+            if !bytes.is_empty() {
+                out[n] = IoSlice::new(bytes);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The first contiguous run of queued bytes.
+    pub fn front(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(c) => &c.bytes()[self.head_written..],
+            None => &[],
+        }
+    }
+
+    /// Drops the first `n` queued bytes after the socket took them.
+    pub fn consume(&mut self, mut n: usize) {
+        assert!(n <= self.len, "consumed more than was queued");
+        self.len -= n;
+        while n > 0 {
+            // Invariant: n <= len, so a chunk with unwritten bytes exists.
+            let front = self.chunks.front().expect("queued bytes remain");
+            let left = front.bytes().len() - self.head_written;
+            if n < left {
+                self.head_written += n;
+                return;
+            }
+            n -= left;
+            self.chunks.pop_front();
+            self.head_written = 0;
+        }
+        if self.len == 0 {
+            // Give memory back: an idle connection keeps no buffer.
+            self.chunks = VecDeque::new();
+            self.head_written = 0;
+        }
+    }
+
+    /// Drops everything queued.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(q: &mut SendQueue, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !q.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = q.io_slices(&mut slices);
+            let mut taken = 0;
+            for s in &slices[..n] {
+                let room = step - taken;
+                let k = s.len().min(room);
+                out.extend_from_slice(&s[..k]);
+                taken += k;
+                if taken == step {
+                    break;
+                }
+            }
+            q.consume(taken);
+        }
+        out
+    }
+
+    #[test]
+    fn coalesces_small_pushes_and_keeps_order_with_shared() {
+        let mut q = SendQueue::new();
+        q.push(b"ab");
+        q.push(b"cd");
+        q.push_shared(Arc::from(&b"EF"[..]));
+        q.push(b"gh");
+        assert_eq!(q.len(), 8);
+        assert_eq!(q.chunks.len(), 3, "first two pushes share a chunk");
+        for step in 1..=8 {
+            let mut q2 = SendQueue::new();
+            q2.push(b"ab");
+            q2.push(b"cd");
+            q2.push_shared(Arc::from(&b"EF"[..]));
+            q2.push(b"gh");
+            assert_eq!(drain(&mut q2, step), b"abcdEFgh");
+            assert_eq!(q2.chunks.capacity(), 0, "drained queue frees its memory");
+        }
+    }
+
+    #[test]
+    fn large_pushes_do_not_coalesce_past_limit() {
+        let mut q = SendQueue::new();
+        q.push(&vec![1; COALESCE_LIMIT]);
+        q.push(b"x");
+        assert_eq!(q.chunks.len(), 2);
+        assert_eq!(q.front().len(), COALESCE_LIMIT);
+    }
+}
