@@ -223,9 +223,12 @@ pub fn accept_response(
 pub fn head_complete(buf: &[u8], from: usize) -> bool {
     let start = from.saturating_sub(3);
     let tail = &buf[start.min(buf.len())..];
+    // RFC 7230 §3.5 (and httparse): a line ends at LF, a CR before it is
+    // ignored, so the head ends at LF, optional CR, LF ("\n\r\n" after a
+    // bare-LF line included).
     tail.windows(2)
         .enumerate()
-        .any(|(i, w)| w == b"\n\n" || (w == b"\r\n" && i >= 2 && &tail[i - 2..i] == b"\r\n"))
+        .any(|(i, w)| w == b"\n\n" || (w == b"\r\n" && i >= 1 && tail[i - 1] == b'\n'))
 }
 
 /// Result of [`parse_request`].
@@ -245,8 +248,19 @@ pub enum Parsed {
 
 /// Parses and validates an upgrade request from the start of `buf`
 /// (RFC 6455 §4.2.1), within `config.max_header_bytes` and
-/// `config.allowed_origins`.
+/// `config.allowed_origins`: [`parse_head`] then [`Request::validate`].
 pub fn parse_request(buf: &[u8], config: &Config) -> Result<Parsed, HandshakeError> {
+    let parsed = parse_head(buf, config)?;
+    if let Parsed::Complete { request, .. } = &parsed {
+        request.validate(config)?;
+    }
+    Ok(parsed)
+}
+
+/// Parses an HTTP/1.x request head from the start of `buf` within
+/// `config.max_header_bytes`, without the WebSocket checks, so that a plain
+/// HTTP request can still be routed (see [`Request::validate`]).
+pub fn parse_head(buf: &[u8], config: &Config) -> Result<Parsed, HandshakeError> {
     let limit = config.max_header_bytes;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -258,19 +272,14 @@ pub fn parse_request(buf: &[u8], config: &Config) -> Result<Parsed, HandshakeErr
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
         Err(httparse::Error::Version) => return Err(HandshakeError::HttpVersion),
-        Err(e) if buf.len() > limit => {
-            // A head that is both too long and broken: the size is the
-            // clearer answer.
-            let _ = e;
-            return Err(HandshakeError::HeadersTooLarge(limit));
-        }
+        // A head that is both too long and broken: the size is the clearer answer.
+        Err(_) if buf.len() > limit => return Err(HandshakeError::HeadersTooLarge(limit)),
         Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
     };
     if len > limit {
         return Err(HandshakeError::HeadersTooLarge(limit));
     }
-    let request = Request::from_parsed(&buf[..len], &req)?;
-    request.validate(config)?;
+    let request = Request::from_parsed(&buf[..len], &req);
     Ok(Parsed::Complete { request, len })
 }
 
@@ -285,10 +294,7 @@ pub struct Request {
 }
 
 impl Request {
-    fn from_parsed(
-        head: &[u8],
-        req: &httparse::Request<'_, '_>,
-    ) -> Result<Request, HandshakeError> {
+    fn from_parsed(head: &[u8], req: &httparse::Request<'_, '_>) -> Request {
         let base = head.as_ptr() as usize;
         // httparse hands out sub-slices of `head`; keep them as offsets.
         let range = |s: &[u8]| {
@@ -302,13 +308,13 @@ impl Request {
             .iter()
             .map(|h| (range(h.name.as_bytes()), range(h.value)))
             .collect();
-        Ok(Request {
+        Request {
             raw: head.into(),
             method,
             target,
             version: req.version.unwrap_or(1),
             headers,
-        })
+        }
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {
@@ -317,7 +323,10 @@ impl Request {
         std::str::from_utf8(&self.raw[r.clone()]).unwrap_or("")
     }
 
-    fn validate(&self, config: &Config) -> Result<(), HandshakeError> {
+    /// Checks the request against RFC 6455 §4.2.1 and the origin
+    /// allow-list; [`HandshakeError::NotWebSocket`] means a plain HTTP
+    /// request.
+    pub fn validate(&self, config: &Config) -> Result<(), HandshakeError> {
         let method = self.method();
         if method != "GET" {
             return Err(HandshakeError::MethodNotAllowed(method.to_owned()));

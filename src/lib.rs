@@ -46,14 +46,20 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod frame;
+pub mod handler;
 pub mod handshake;
 pub mod mask;
 pub mod protocol;
 pub mod send_queue;
+pub mod server;
+mod timers;
 pub mod utf8;
 
 pub use config::{Config, ConfigError};
 pub use frame::{close_code, OpCode, Role};
+pub use handler::{ConnId, Ctx, Decision, Handler, Response, SendStatus, TimerId};
 pub use protocol::{Connection, Event, Message};
+pub use server::{Server, ShutdownHandle};

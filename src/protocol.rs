@@ -314,6 +314,8 @@ pub struct Connection {
     assembly: Vec<u8>,
     control: ControlPayload,
     close_sent: bool,
+    /// The status code of the close frame we sent (None: sent empty or not yet).
+    sent_code: Option<u16>,
     close_received: bool,
     failed: bool,
     out: SendQueue,
@@ -337,6 +339,7 @@ impl Connection {
             assembly: Vec::new(),
             control: ControlPayload::new(),
             close_sent: false,
+            sent_code: None,
             close_received: false,
             failed: false,
             out: SendQueue::new(),
@@ -556,6 +559,7 @@ impl Connection {
                 if !self.close_sent {
                     // §5.5.1: echo the status code received.
                     self.close_sent = true;
+                    self.sent_code = Some(close.code);
                     if close.code == close_code::NO_STATUS {
                         self.write_frame(OpCode::Close, &[]);
                     } else {
@@ -633,6 +637,7 @@ impl Connection {
         payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
         self.write_frame(OpCode::Close, &payload[..2 + reason.len()]);
         self.close_sent = true;
+        self.sent_code = Some(code);
         Ok(())
     }
 
@@ -701,6 +706,12 @@ impl Connection {
     /// Whether a close frame was sent (by `close`, an echo, or an error).
     pub fn close_sent(&self) -> bool {
         self.close_sent
+    }
+
+    /// The status code of the close frame sent, if one was sent (an echo of
+    /// an empty close counts as 1005).
+    pub fn close_code_sent(&self) -> Option<u16> {
+        self.sent_code
     }
 
     /// Whether the peer's close frame was received.

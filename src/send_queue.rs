@@ -89,6 +89,18 @@ impl SendQueue {
         self.commit(bytes.len());
     }
 
+    /// Puts `bytes` before everything queued. Only valid while nothing of
+    /// the queue was written yet (e.g. a handshake response that is decided
+    /// after the handler already queued its first frames).
+    pub fn push_front(&mut self, bytes: Vec<u8>) {
+        assert_eq!(self.head_written, 0, "push_front after a partial write");
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.chunks.push_front(Chunk::Owned(bytes));
+    }
+
     /// Appends bytes shared with other queues (a broadcast frame).
     pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
         if bytes.is_empty() {

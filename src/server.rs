@@ -1,0 +1,1131 @@
+//! The mio readiness loop: listener, slab of clients, token routing, reads,
+//! writes, interest changes, timers and limits. The only layer that does I/O.
+//!
+//! ```text
+//!              ┌──────────── one mio::Poll ────────────┐
+//! listener ──► accept ──► slab[key] = Client { phase, data, deadline }
+//!                                   │
+//! readable ──► read into the loop's one scratch buffer (until drained)
+//!                │ Handshake { buf }:  head complete? ─► on_open ─► 101 ─► Open
+//!                │                     (only an incomplete head is kept in buf)
+//!                │ Open(Connection):   frames ─► events ─► Handler::on_message
+//!                │ Reject(queue):      input drained and dropped
+//!                ▼
+//! handler sends ─► per-client queues ─► dirty list ─► one vectored write per
+//!                                      client per iteration; WRITABLE only while
+//!                                      bytes remain
+//! timers ──► one heap: handshake, idle ping, close and handler timers, accept pause
+//! ```
+//!
+//! A client is removed in exactly one place, [`Server`]'s `remove`, which
+//! deregisters it, frees its slot and calls `on_close` once if it was
+//! accepted.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::frame::{close_code, Role};
+use crate::handler::{ConnId, Ctx, Decision, Handler, SendStatus, TimerId};
+use crate::handshake::{self, HandshakeError, Parsed};
+use crate::protocol::{Connection, Event};
+use crate::send_queue::SendQueue;
+use crate::timers::{Due, Timers};
+
+/// The loop's one read buffer, shared by every client.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Reads per client per readiness event before others get a turn; the
+/// client is revisited in the next iteration.
+const READS_PER_TURN: usize = 16;
+/// How long accepting pauses after an accept error such as `EMFILE`.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Over-capacity and refused connections being answered at once; past
+/// this, new ones are dropped without an answer.
+const MAX_REJECTING: usize = 1024;
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
+
+const LISTENER: usize = 0;
+const WAKER: usize = 1;
+const FIRST_CLIENT: usize = 2;
+
+/// Where a client is in its life.
+pub(crate) enum Phase {
+    /// Waiting for the upgrade request; `buf` holds an incomplete head only.
+    Handshake { buf: Vec<u8> },
+    /// Upgraded (or being decided by `on_open`); closing once a close frame
+    /// was sent.
+    Open(Connection),
+    /// Writing a final HTTP response (an error or a plain page), then closing.
+    Reject(SendQueue),
+}
+
+pub(crate) struct Client<D> {
+    stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) gen: u32,
+    pub(crate) phase: Phase,
+    pub(crate) data: D,
+    /// Start of the current wait: accept, last traffic while open, or the
+    /// start of closing.
+    since: Instant,
+    /// Deadline of this client's entry in the timer heap.
+    armed: Option<Instant>,
+    ping_sent: bool,
+    writable: bool,
+    blocked: bool,
+    dirty: bool,
+    /// `on_open` accepted it, so `on_close` is owed.
+    opened: bool,
+    peer_close: Option<(u16, Box<str>)>,
+}
+
+impl<D> Client<D> {
+    fn deadline(&self, config: &Config) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake { .. } => Some(self.since + config.handshake_timeout),
+            Phase::Reject(_) => Some(self.since + config.close_timeout),
+            Phase::Open(conn) if conn.close_sent() => Some(self.since + config.close_timeout),
+            Phase::Open(_) => config
+                .idle_timeout
+                .map(|idle| self.since + if self.ping_sent { idle * 2 } else { idle }),
+        }
+    }
+}
+
+/// The server's state that handler callbacks may touch through [`Ctx`].
+pub(crate) struct Core<D> {
+    pub(crate) clients: Slab<Client<D>>,
+    pub(crate) timers: Timers,
+    pub(crate) user_timers: Slab<(u32, u64)>,
+    pub(crate) timer_gen: u32,
+    pub(crate) now: Instant,
+    config: Config,
+    dirty: Vec<usize>,
+    next_gen: u32,
+    rejecting: usize,
+    /// The data of the client whose `on_close` is running.
+    pub(crate) departing: Option<(ConnId, D)>,
+}
+
+impl<D> Core<D> {
+    pub(crate) fn client(&self, id: ConnId) -> Option<&Client<D>> {
+        self.clients
+            .get(id.key as usize)
+            .filter(|c| c.gen == id.gen)
+    }
+
+    pub(crate) fn client_mut(&mut self, id: ConnId) -> Option<&mut Client<D>> {
+        self.clients
+            .get_mut(id.key as usize)
+            .filter(|c| c.gen == id.gen)
+    }
+
+    fn id(&self, key: usize) -> ConnId {
+        ConnId {
+            key: key as u32,
+            gen: self.clients[key].gen,
+        }
+    }
+
+    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.opened && matches!(&c.phase, Phase::Open(conn) if conn.is_open()))
+            .map(|(key, c)| ConnId {
+                key: key as u32,
+                gen: c.gen,
+            })
+            .collect()
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.len() - self.rejecting
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Makes sure the heap holds an entry no later than the client's deadline.
+    fn arm(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let Some(due) = c.deadline(&self.config) else {
+            return;
+        };
+        if c.armed.is_none_or(|armed| due < armed) {
+            c.armed = Some(due);
+            self.timers.push(due, Due::Client(key, c.gen));
+        }
+    }
+
+    /// Bookkeeping after bytes were queued for `id`: enforce the queue limit,
+    /// schedule the flush, and tell the caller how it went.
+    pub(crate) fn after_send(&mut self, id: ConnId) -> SendStatus {
+        let key = id.key as usize;
+        let limit = self.config.max_send_queue;
+        let Some(client) = self.client_mut(id) else {
+            return SendStatus::Refused;
+        };
+        let Phase::Open(conn) = &mut client.phase else {
+            return SendStatus::Refused;
+        };
+        if conn.buffered_amount() > limit {
+            // A client that does not read: drop what it has not taken and
+            // close it, so its memory is bounded by the limit.
+            warn!(
+                "{}: send queue over {limit} bytes, closing with 1008",
+                client.peer
+            );
+            conn.outgoing().clear();
+            let _ = conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
+            self.start_closing(key);
+            return SendStatus::Refused;
+        }
+        let blocked = client.blocked;
+        self.mark_dirty(key);
+        if blocked {
+            SendStatus::Queued
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
+        let Some(client) = self.client_mut(id) else {
+            return false;
+        };
+        let Phase::Open(conn) = &mut client.phase else {
+            return false;
+        };
+        let reason = truncate(reason, 123);
+        if conn.close(code, reason).is_err() {
+            return false;
+        }
+        self.start_closing(id.key as usize);
+        true
+    }
+
+    /// The server's close frame was just queued: the close timeout starts.
+    fn start_closing(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key) {
+            c.since = self.now;
+        }
+        self.mark_dirty(key);
+        self.arm(key);
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Requests a running server to shut down, from any thread (or a signal
+/// handler: it only stores a flag and writes to an eventfd).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to stop accepting, close every client with 1001 and
+    /// return from [`Server::run`] once they are gone or the close timeout
+    /// has passed.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("requested", &self.flag.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+/// A WebSocket server on one mio loop.
+///
+/// Standalone:
+///
+/// ```no_run
+/// use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
+/// struct Echo;
+/// impl Handler for Echo {
+///     type Data = ();
+///     fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
+///         ctx.send(id, msg);
+///     }
+/// }
+/// let mut server = Server::bind("127.0.0.1:9001".parse().unwrap(), Config::default(), Echo)?;
+/// server.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// Embedded in a host's loop, see [`Server::embed`] and `examples/embed.rs`.
+/// Stepped, see [`Server::poll_once`].
+pub struct Server<H: Handler> {
+    core: Core<H::Data>,
+    handler: H,
+    scratch: Vec<u8>,
+    registry: Registry,
+    poll: Option<Poll>,
+    events: Option<Events>,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    tokens: Range<usize>,
+    clock: Box<dyn Clock>,
+    shutdown: ShutdownHandle,
+    shutdown_deadline: Option<Instant>,
+    done: bool,
+    accept_paused: bool,
+    /// Clients with more to read than one turn took.
+    backlog: Vec<usize>,
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds `addr` and builds a server with its own `Poll`.
+    pub fn bind(addr: SocketAddr, config: Config, handler: H) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        Self::with_listener(listener, config, handler)
+    }
+
+    /// Builds a server with its own `Poll` on a bound listener.
+    pub fn with_listener(listener: TcpListener, config: Config, handler: H) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        Self::build(
+            Some(poll),
+            registry,
+            0..usize::MAX,
+            listener,
+            config,
+            handler,
+        )
+    }
+
+    /// Builds a server inside a host's loop: it registers the listener and
+    /// its clients on `registry` with tokens from `tokens`, a range the host
+    /// reserves for it (it needs 2 tokens plus one per client slot). The host
+    /// forwards the events for which [`Server::owns`] is true to
+    /// [`Server::handle_event`], calls [`Server::tick`] after each batch, and
+    /// bounds its poll timeout with [`Server::poll_timeout`].
+    pub fn embed(
+        registry: &Registry,
+        tokens: Range<usize>,
+        listener: TcpListener,
+        config: Config,
+        handler: H,
+    ) -> io::Result<Self> {
+        if tokens.len() <= FIRST_CLIENT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "token range needs at least 3 tokens",
+            ));
+        }
+        Self::build(
+            None,
+            registry.try_clone()?,
+            tokens,
+            listener,
+            config,
+            handler,
+        )
+    }
+
+    fn build(
+        poll: Option<Poll>,
+        registry: Registry,
+        tokens: Range<usize>,
+        mut listener: TcpListener,
+        config: Config,
+        handler: H,
+    ) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        registry.register(
+            &mut listener,
+            Token(tokens.start + LISTENER),
+            Interest::READABLE,
+        )?;
+        let waker = Arc::new(Waker::new(&registry, Token(tokens.start + WAKER))?);
+        let clock: Box<dyn Clock> = Box::new(SystemClock);
+        Ok(Server {
+            core: Core {
+                clients: Slab::new(),
+                timers: Timers::default(),
+                user_timers: Slab::new(),
+                timer_gen: 0,
+                now: clock.now(),
+                config,
+                dirty: Vec::new(),
+                next_gen: 0,
+                rejecting: 0,
+                departing: None,
+            },
+            handler,
+            scratch: vec![0; SCRATCH_SIZE],
+            registry,
+            poll,
+            events: Some(Events::with_capacity(1024)),
+            local_addr: listener.local_addr()?,
+            listener: Some(listener),
+            tokens,
+            clock,
+            shutdown: ShutdownHandle {
+                flag: Arc::new(AtomicBool::new(false)),
+                waker,
+            },
+            shutdown_deadline: None,
+            done: false,
+            accept_paused: false,
+            backlog: Vec::new(),
+        })
+    }
+
+    /// Replaces the clock (tests use [`crate::clock::ManualClock`]).
+    pub fn set_clock(&mut self, clock: impl Clock + 'static) {
+        self.clock = Box::new(clock);
+        self.core.now = self.clock.now();
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that asks the loop to shut down, from anywhere.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler and a [`Ctx`] to act on the server from outside a
+    /// callback (an embedding host forwarding data, say). What is sent goes
+    /// out at the next [`Server::tick`].
+    pub fn context(&mut self) -> (&mut H, Ctx<'_, H::Data>) {
+        self.core.now = self.clock.now();
+        (
+            &mut self.handler,
+            Ctx {
+                core: &mut self.core,
+            },
+        )
+    }
+
+    /// How many clients are connected (handshaking, open or closing).
+    pub fn client_count(&self) -> usize {
+        self.core.client_count()
+    }
+
+    /// Whether a requested shutdown has completed: every client is gone.
+    pub fn is_shut_down(&self) -> bool {
+        self.done
+    }
+
+    /// Runs the loop until a shutdown is requested and completed.
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.done {
+            self.poll_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// Waits at most `timeout` (or until the nearest deadline; `None`: no
+    /// limit of its own) for events, handles them and every due timer, and
+    /// flushes what was sent. Only for a server with its own `Poll`.
+    pub fn poll_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let wait = self.poll_timeout(timeout);
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(1024));
+        let Some(poll) = self.poll.as_mut() else {
+            self.events = Some(events);
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an embedded server is polled by its host",
+            ));
+        };
+        match poll.poll(&mut events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => {
+                self.events = Some(events);
+                return Err(e);
+            }
+        }
+        for event in events.iter() {
+            self.handle_event(event);
+        }
+        self.events = Some(events);
+        self.tick();
+        Ok(())
+    }
+
+    /// The poll timeout that wakes the loop for its nearest deadline, capped
+    /// by `max`.
+    pub fn poll_timeout(&self, max: Option<Duration>) -> Option<Duration> {
+        let now = self.clock.now();
+        let until_deadline = self
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now));
+        match (max, until_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The nearest instant at which [`Server::tick`] has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.backlog.is_empty()
+            || self.shutdown.flag.load(Ordering::Relaxed) && self.shutdown_deadline.is_none()
+        {
+            return Some(self.core.now);
+        }
+        [self.core.timers.next(), self.shutdown_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether `token` belongs to this server.
+    pub fn owns(&self, token: Token) -> bool {
+        self.tokens.contains(&token.0)
+    }
+
+    /// Handles one readiness event for a token this server owns.
+    pub fn handle_event(&mut self, event: &mio::event::Event) {
+        self.core.now = self.clock.now();
+        let Some(slot) = event.token().0.checked_sub(self.tokens.start) else {
+            return;
+        };
+        match slot {
+            LISTENER => self.accept(),
+            WAKER => {} // the shutdown flag is read in tick()
+            _ => {
+                let key = slot - FIRST_CLIENT;
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read_ready(key, event.is_read_closed() || event.is_error());
+                }
+                if event.is_writable() {
+                    self.flush(key);
+                }
+            }
+        }
+    }
+
+    /// Runs what is due: clients left with unread input, timers, a requested
+    /// shutdown, and the flush of everything queued in this iteration.
+    pub fn tick(&mut self) {
+        self.core.now = self.clock.now();
+        for key in std::mem::take(&mut self.backlog) {
+            self.read_ready(key, false);
+        }
+        self.run_timers();
+        if self.shutdown.flag.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+        self.flush_dirty();
+        if let Some(deadline) = self.shutdown_deadline {
+            if self.core.clients.is_empty() || self.core.now >= deadline {
+                let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
+                for key in keys {
+                    self.remove(key);
+                }
+                self.done = true;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while !self.accept_paused {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS...: the pending connection stays
+                    // in the backlog; retry later instead of spinning on it.
+                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    self.accept_paused = true;
+                    self.core
+                        .timers
+                        .push(self.core.now + ACCEPT_PAUSE, Due::Accept);
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let over = self.core.client_count() >= self.core.config.max_clients;
+        if over && self.core.rejecting >= MAX_REJECTING {
+            debug!("{peer}: dropped, over capacity");
+            return;
+        }
+        let key = self.core.clients.vacant_key();
+        if key >= self.tokens.len() - FIRST_CLIENT {
+            warn!("{peer}: dropped, no token left in the server's range");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = self.registry.register(
+            &mut stream,
+            Token(self.tokens.start + FIRST_CLIENT + key),
+            Interest::READABLE,
+        ) {
+            warn!("{peer}: register failed: {e}");
+            return;
+        }
+        self.core.next_gen = self.core.next_gen.wrapping_add(1);
+        let phase = if over {
+            debug!("{peer}: refused with 503, at max_clients");
+            self.core.rejecting += 1;
+            let mut q = SendQueue::new();
+            q.push(&handshake::error_response(
+                503,
+                &[("Retry-After", "5")],
+                "server is at its connection limit",
+            ));
+            Phase::Reject(q)
+        } else {
+            Phase::Handshake { buf: Vec::new() }
+        };
+        self.core.clients.insert(Client {
+            stream,
+            peer,
+            gen: self.core.next_gen,
+            phase,
+            data: H::Data::default(),
+            since: self.core.now,
+            armed: None,
+            ping_sent: false,
+            writable: false,
+            blocked: false,
+            dirty: false,
+            opened: false,
+            peer_close: None,
+        });
+        self.core.arm(key);
+        if over {
+            self.core.mark_dirty(key);
+        }
+    }
+
+    /// Reads what `key` has sent until its socket is drained (or its turn is
+    /// over). A short read means the socket is drained; new data raises a
+    /// new edge, except a FIN that arrived with this event (`read_closed`).
+    fn read_ready(&mut self, key: usize, read_closed: bool) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut turn_over = true;
+        for _ in 0..READS_PER_TURN {
+            let Some(client) = self.core.clients.get_mut(key) else {
+                turn_over = false;
+                break;
+            };
+            match client.stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.on_eof(key);
+                    turn_over = false;
+                    break;
+                }
+                Ok(n) => {
+                    self.on_bytes(key, &mut scratch[..n]);
+                    if n < scratch.len() && !read_closed {
+                        turn_over = false;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    turn_over = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{}: read error: {e}", client.peer);
+                    self.remove(key);
+                    turn_over = false;
+                    break;
+                }
+            }
+        }
+        if turn_over {
+            // More may be waiting; no new edge will say so. Come back next
+            // iteration, after the other clients had their turn.
+            self.backlog.push(key);
+        }
+        self.scratch = scratch;
+    }
+
+    fn on_bytes(&mut self, key: usize, bytes: &mut [u8]) {
+        let now = self.core.now;
+        let limit = self.core.config.max_header_bytes;
+        let client = &mut self.core.clients[key];
+        match &mut client.phase {
+            Phase::Reject(_) => {} // drained before the close
+            Phase::Open(conn) => {
+                if conn.is_open() {
+                    client.since = now;
+                    client.ping_sent = false;
+                }
+                self.feed(key, bytes);
+            }
+            Phase::Handshake { buf } if buf.is_empty() => {
+                // The common case: the whole head in one read, parsed in place.
+                if handshake::head_complete(bytes, 0) {
+                    self.handshake(key, bytes);
+                } else if bytes.len() >= limit {
+                    self.reject(key, HandshakeError::HeadersTooLarge(limit).response());
+                } else {
+                    buf.extend_from_slice(bytes);
+                }
+            }
+            Phase::Handshake { buf } => {
+                let from = buf.len();
+                buf.extend_from_slice(bytes);
+                if handshake::head_complete(buf, from) {
+                    let mut head = std::mem::take(buf);
+                    self.handshake(key, &mut head);
+                } else if buf.len() >= limit {
+                    self.reject(key, HandshakeError::HeadersTooLarge(limit).response());
+                }
+            }
+        }
+    }
+
+    /// A complete request head is at the start of `bytes`.
+    fn handshake(&mut self, key: usize, bytes: &mut [u8]) {
+        let config = &self.core.config;
+        let (request, len) = match handshake::parse_head(bytes, config) {
+            Ok(Parsed::Complete { request, len }) => (request, len),
+            Ok(Parsed::Partial) => {
+                // The blank line was inside something httparse still reads
+                // as incomplete; keep the bytes and wait.
+                if let Phase::Handshake { buf } = &mut self.core.clients[key].phase {
+                    *buf = bytes.to_vec();
+                }
+                return;
+            }
+            Err(e) => return self.refuse(key, e),
+        };
+        match request.validate(config) {
+            Ok(()) => {}
+            Err(HandshakeError::NotWebSocket) => {
+                let response = match self.handler.on_http(&request) {
+                    Some(r) => r.to_bytes(),
+                    None => HandshakeError::NotWebSocket.response(),
+                };
+                debug!(
+                    "{}: plain HTTP {} {}",
+                    self.core.clients[key].peer,
+                    request.method(),
+                    request.target()
+                );
+                return self.reject(key, response);
+            }
+            Err(e) => return self.refuse(key, e),
+        }
+        let id = self.core.id(key);
+        self.core.clients[key].phase =
+            Phase::Open(Connection::new(Role::Server, &self.core.config));
+        let decision = self.handler.on_open(
+            &mut Ctx {
+                core: &mut self.core,
+            },
+            id,
+            &request,
+        );
+        let protocol = match decision {
+            Decision::Accept { protocol } => protocol,
+            Decision::Reject { status, reason } => {
+                debug!(
+                    "{}: refused by the handler with {status}: {reason}",
+                    self.core.clients[key].peer
+                );
+                return self.reject(key, handshake::error_response(status, &[], &reason));
+            }
+        };
+        if let Some(p) = &protocol {
+            if !request.protocols().any(|offered| offered == p) {
+                warn!("handler chose subprotocol {p:?}, which the client did not offer");
+                return self.reject(
+                    key,
+                    handshake::error_response(500, &[], "server chose an unoffered subprotocol"),
+                );
+            }
+        }
+        let client = &mut self.core.clients[key];
+        let Phase::Open(conn) = &mut client.phase else {
+            return;
+        };
+        conn.outgoing().push_front(handshake::accept_response(
+            &request,
+            protocol.as_deref(),
+            None,
+        ));
+        client.opened = true;
+        client.since = self.core.now;
+        info!("{} {} opened as {id}", client.peer, request.path());
+        self.core.mark_dirty(key);
+        self.core.arm(key);
+        let rest = &mut bytes[len..];
+        if !rest.is_empty() {
+            self.feed(key, rest);
+        }
+    }
+
+    fn refuse(&mut self, key: usize, e: HandshakeError) {
+        debug!(
+            "{}: handshake refused with {}: {e}",
+            self.core.clients[key].peer,
+            e.status()
+        );
+        self.reject(key, e.response());
+    }
+
+    fn reject(&mut self, key: usize, response: Vec<u8>) {
+        let mut q = SendQueue::new();
+        q.push(&response);
+        let client = &mut self.core.clients[key];
+        client.phase = Phase::Reject(q);
+        client.since = self.core.now;
+        self.core.rejecting += 1;
+        self.core.mark_dirty(key);
+        self.core.arm(key);
+    }
+
+    /// Feeds WebSocket bytes to an open client and dispatches the events.
+    fn feed(&mut self, key: usize, data: &mut [u8]) {
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(client) = self.core.clients.get_mut(key) else {
+                return;
+            };
+            let Phase::Open(conn) = &mut client.phase else {
+                return;
+            };
+            let (used, event) = match conn.read(&mut data[pos..]) {
+                Ok(read) => read,
+                Err(e) => {
+                    warn!(
+                        "{}: protocol error, closing with {}: {e}",
+                        client.peer,
+                        e.close_code()
+                    );
+                    self.core.start_closing(key);
+                    return;
+                }
+            };
+            pos += used;
+            let id = ConnId {
+                key: key as u32,
+                gen: client.gen,
+            };
+            match event {
+                None => {}
+                Some(Event::Message(incoming)) => {
+                    self.handler.on_message(
+                        &mut Ctx {
+                            core: &mut self.core,
+                        },
+                        id,
+                        incoming.message(),
+                    );
+                    if let Some(buf) = incoming.into_buffer() {
+                        if let Some(Phase::Open(conn)) =
+                            self.core.clients.get_mut(key).map(|c| &mut c.phase)
+                        {
+                            conn.recycle(buf);
+                        }
+                    }
+                }
+                Some(Event::Ping(_)) => self.core.mark_dirty(key),
+                Some(Event::Pong(_)) => {}
+                Some(Event::Close(frame)) => {
+                    client.peer_close = Some((frame.code, frame.reason().into()));
+                    self.core.mark_dirty(key);
+                    self.core.arm(key);
+                }
+            }
+        }
+    }
+
+    /// The peer shut its sending side.
+    fn on_eof(&mut self, key: usize) {
+        let client = &mut self.core.clients[key];
+        if let Phase::Open(conn) = &client.phase {
+            if !conn.close_sent() && conn.buffered_amount() > 0 {
+                // A half-closed peer may still read: give it what it was sent.
+                self.flush(key);
+            }
+        }
+        if self.core.clients.contains(key) {
+            self.remove(key);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        while let Some(key) = self.core.dirty.pop() {
+            if let Some(c) = self.core.clients.get_mut(key) {
+                c.dirty = false;
+                self.flush(key);
+            }
+        }
+    }
+
+    /// Writes what `key` has queued, adjusts its interest, and ends it if
+    /// its last bytes are out.
+    fn flush(&mut self, key: usize) {
+        let Some(client) = self.core.clients.get_mut(key) else {
+            return;
+        };
+        let queue = match &mut client.phase {
+            Phase::Open(conn) => conn.outgoing(),
+            Phase::Reject(q) => q,
+            Phase::Handshake { .. } => return,
+        };
+        let mut failed = false;
+        while !queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = queue.io_slices(&mut slices);
+            match client.stream.write_vectored(&slices[..n]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(written) => queue.consume(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{}: write error: {e}", client.peer);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            return self.remove(key);
+        }
+        let pending = !queue.is_empty();
+        client.blocked = pending;
+        if pending != client.writable {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(self.tokens.start + FIRST_CLIENT + key);
+            if let Err(e) = self
+                .registry
+                .reregister(&mut client.stream, token, interest)
+            {
+                warn!("{}: reregister failed: {e}", client.peer);
+                return self.remove(key);
+            }
+            client.writable = pending;
+        }
+        if pending {
+            return;
+        }
+        match &client.phase {
+            // §7.1.1: after the closing handshake the server closes TCP first.
+            Phase::Open(conn) if conn.is_finished() && conn.close_received() => self.remove(key),
+            // Our close (after an error) or refusal is out: half-close and
+            // drain until the peer closes, so unread input cannot make the
+            // kernel reset the connection before the peer reads it.
+            Phase::Open(conn) if conn.is_finished() => {
+                let _ = client.stream.shutdown(Shutdown::Write);
+            }
+            Phase::Reject(_) => {
+                let _ = client.stream.shutdown(Shutdown::Write);
+            }
+            _ => {}
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.core.now;
+        while let Some((at, due)) = self.core.timers.pop_due(now) {
+            match due {
+                Due::Client(key, gen) => {
+                    let config = &self.core.config;
+                    let Some(c) = self.core.clients.get_mut(key).filter(|c| c.gen == gen) else {
+                        continue;
+                    };
+                    if c.armed != Some(at) {
+                        continue; // superseded by an earlier entry
+                    }
+                    c.armed = None;
+                    match c.deadline(config) {
+                        Some(deadline) if deadline <= now => self.expire(key),
+                        Some(_) => self.core.arm(key),
+                        None => {}
+                    }
+                }
+                Due::User(key, gen) => {
+                    match self.core.user_timers.get(key) {
+                        Some((g, _)) if *g == gen => {}
+                        _ => continue, // cancelled
+                    }
+                    let (_, tag) = self.core.user_timers.remove(key);
+                    let timer = TimerId {
+                        key: key as u32,
+                        gen,
+                    };
+                    self.handler.on_timer(
+                        &mut Ctx {
+                            core: &mut self.core,
+                        },
+                        timer,
+                        tag,
+                    );
+                }
+                Due::Accept => {
+                    self.accept_paused = false;
+                    self.accept();
+                }
+            }
+        }
+        let Core {
+            clients,
+            user_timers,
+            timers,
+            ..
+        } = &mut self.core;
+        let live = user_timers.len() + clients.len() + 1;
+        timers.purge_if_bloated(live, |at, due| match due {
+            Due::Client(k, g) => clients
+                .get(k)
+                .is_some_and(|c| c.gen == g && c.armed == Some(at)),
+            Due::User(k, g) => user_timers.get(k).is_some_and(|(tg, _)| *tg == g),
+            Due::Accept => true,
+        });
+    }
+
+    /// A client's deadline passed.
+    fn expire(&mut self, key: usize) {
+        let idle = self.core.config.idle_timeout;
+        let client = &mut self.core.clients[key];
+        let Phase::Open(conn) = &mut client.phase else {
+            debug!("{}: timed out before the upgrade completed", client.peer);
+            return self.remove(key);
+        };
+        if conn.close_sent() {
+            debug!("{}: close handshake timed out", client.peer);
+            return self.remove(key);
+        }
+        if idle.is_some() && !client.ping_sent {
+            // Silent for `idle`: ask for a sign of life.
+            let _ = conn.ping(b"");
+            client.ping_sent = true;
+            self.core.mark_dirty(key);
+            self.core.arm(key);
+        } else {
+            debug!("{}: no traffic after a ping, closing", client.peer);
+            let _ = conn.close(close_code::GOING_AWAY, "idle timeout");
+            self.core.start_closing(key);
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        info!(
+            "shutting down: closing {} clients",
+            self.core.client_count()
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.registry.deregister(&mut listener);
+        }
+        self.shutdown_deadline = Some(self.core.now + self.core.config.close_timeout);
+        let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match &mut self.core.clients[key].phase {
+                Phase::Handshake { .. } => self.remove(key),
+                Phase::Open(conn) => {
+                    if conn
+                        .close(close_code::GOING_AWAY, "server shutting down")
+                        .is_ok()
+                    {
+                        self.core.start_closing(key);
+                    }
+                }
+                Phase::Reject(_) => {}
+            }
+        }
+    }
+
+    /// The one exit of every client.
+    fn remove(&mut self, key: usize) {
+        let Some(mut client) = self.core.clients.try_remove(key) else {
+            return;
+        };
+        let _ = self.registry.deregister(&mut client.stream);
+        if matches!(client.phase, Phase::Reject(_)) {
+            self.core.rejecting -= 1;
+        }
+        if !client.opened {
+            return;
+        }
+        let id = ConnId {
+            key: key as u32,
+            gen: client.gen,
+        };
+        let (code, reason) = match (&client.peer_close, &client.phase) {
+            (Some((code, reason)), _) => (*code, reason.clone()),
+            (None, Phase::Open(conn)) => (
+                conn.close_code_sent().unwrap_or(close_code::ABNORMAL),
+                "".into(),
+            ),
+            (None, _) => (close_code::ABNORMAL, "".into()),
+        };
+        info!("{} {id} closed with {code}", client.peer);
+        // Its data stays reachable through Ctx::data during on_close.
+        self.core.departing = Some((id, client.data));
+        self.handler.on_close(
+            &mut Ctx {
+                core: &mut self.core,
+            },
+            id,
+            code,
+            &reason,
+        );
+        self.core.departing = None;
+    }
+}
