@@ -68,7 +68,8 @@ pub enum SendStatus {
     /// how far behind it is; past `max_send_queue` it is closed with 1008.
     Queued,
     /// Not sent: the client is gone, closing, or was just closed with 1008
-    /// because this message took its queue past `max_send_queue`.
+    /// because this message would have taken its queue past
+    /// `max_send_queue`.
     Refused,
 }
 
@@ -208,16 +209,9 @@ pub struct Ctx<'a, D> {
 impl<D> Ctx<'_, D> {
     /// Queues `msg` for client `id`.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
-        let Some(client) = self.core.client_mut(id) else {
-            return SendStatus::Refused;
-        };
-        let Phase::Open(conn) = &mut client.phase else {
-            return SendStatus::Refused;
-        };
-        if conn.send(msg).is_err() {
-            return SendStatus::Refused;
-        }
-        self.core.after_send(id)
+        // A frame header is at most 14 bytes.
+        self.core
+            .queue(id, msg.as_bytes().len() + 14, |conn| conn.send(msg).is_ok())
     }
 
     /// Sends `msg` to every id in `ids`: the frame is encoded once and its
@@ -237,13 +231,10 @@ impl<D> Ctx<'_, D> {
     }
 
     fn send_shared(&mut self, id: ConnId, frame: &Arc<[u8]>) -> bool {
-        let Some(client) = self.core.client_mut(id) else {
-            return false;
-        };
-        let Phase::Open(conn) = &mut client.phase else {
-            return false;
-        };
-        conn.send_shared(frame).is_ok() && self.core.after_send(id) != SendStatus::Refused
+        let status = self
+            .core
+            .queue(id, frame.len(), |conn| conn.send_shared(frame).is_ok());
+        status != SendStatus::Refused
     }
 
     /// Starts the closing handshake with client `id`: a close frame with
@@ -284,15 +275,19 @@ impl<D> Ctx<'_, D> {
         match core.clients.get_mut(id.key as usize) {
             Some(c) if c.gen == id.gen => Some(&mut c.data),
             _ => match &mut core.departing {
-                Some((departed, data)) if *departed == id => Some(data),
+                Some((departed, _, data)) if *departed == id => Some(data),
                 _ => None,
             },
         }
     }
 
-    /// The peer's address.
+    /// The peer's address (also during its `on_close`).
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
-        self.core.client(id).map(|c| c.peer)
+        match (self.core.client(id), &self.core.departing) {
+            (Some(c), _) => Some(c.peer),
+            (None, Some((departed, peer, _))) if *departed == id => Some(*peer),
+            _ => None,
+        }
     }
 
     /// Calls [`Handler::on_timer`] with `tag` once `after` has passed.

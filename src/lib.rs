@@ -46,6 +46,11 @@
 
 #![warn(missing_docs)]
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod clock;
 pub mod config;
 pub mod frame;

@@ -1,22 +1,294 @@
-//! The `wsloop` binary: an echo server on 127.0.0.1:8080 until the demo
-//! routes, CLI and page arrive (issue 4).
+//! The `wsloop` binary: the demo routes of the classic PHP and Resin
+//! servers and an HTML client page, on one mio loop that also carries the
+//! signal handling.
+//!
+//! ```text
+//!            ┌────────────── one mio::Poll ──────────────┐
+//! SIGINT ──► Token(0): Signals ──► shutdown(): close all with 1001, stop accepting
+//! SIGTERM    Token(1..): Server (listener, waker, clients) ──► app::App (routes)
+//!            poll timeout = the server's next deadline; tick() after each batch
+//! ```
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when it cannot listen (or the
+//! loop fails), 2 for bad flags.
 
-use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
+mod app;
 
-struct Echo;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
-impl Handler for Echo {
-    type Data = ();
+use clap::{CommandFactory, Parser, ValueEnum};
+use log::{error, info, warn, LevelFilter};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use wsloop::{Config, Server};
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
-        ctx.send(id, msg);
+use crate::app::{App, PushInterval};
+
+/// The signal source's token; the server gets every token after it.
+const SIGNALS: Token = Token(0);
+/// Tokens the server may use (it needs two plus one per client slot).
+const SERVER_TOKENS: std::ops::Range<usize> = 1..usize::MAX;
+
+/// An RFC 6455 WebSocket server on one single-threaded mio loop, with the
+/// classic demos and a browser page.
+///
+/// Routes: / (the HTML page on plain GET, the command demo on WebSocket),
+/// /echo, /push and /chat (WebSocket only). Open the page at http://ADDR/
+/// in a browser. SIGINT or SIGTERM closes every client with
+/// 1001 and exits 0.
+#[derive(Debug, Parser)]
+#[command(name = "wsloop", version, about, long_about)]
+struct Args {
+    /// Address to listen on (IP:PORT; port 0 picks a free one)
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "WSLOOP_LISTEN",
+        hide_env_values = true,
+        default_value = "127.0.0.1:8080"
+    )]
+    listen: SocketAddr,
+
+    /// Clients served at once; more get HTTP 503 with Retry-After
+    #[arg(long, value_name = "N", default_value = "10000",
+          allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    max_clients: u32,
+
+    /// Largest message (and frame) accepted, in bytes or with a KiB/MiB/GiB
+    /// suffix; larger closes the client with 1009
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", allow_hyphen_values = true,
+          value_parser = parse_size)]
+    max_message_size: usize,
+
+    /// Silence after which the server pings; after as long again without
+    /// traffic it closes (e.g. 60, 90s, 500ms, 2m; 0 or off disables)
+    #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
+          value_parser = parse_idle)]
+    idle_timeout: Idle,
+
+    /// Allow WebSocket connections only from this Origin (repeatable; others
+    /// get HTTP 403) [default: any origin]
+    #[arg(long, value_name = "ORIGIN", action = clap::ArgAction::Append)]
+    allow_origin: Vec<String>,
+
+    /// Log level of the messages on stderr [default: info, or RUST_LOG
+    /// when set; this flag wins over RUST_LOG]
+    #[arg(long, value_name = "LEVEL", value_enum, ignore_case = true)]
+    log_level: Option<LogLevel>,
+
+    /// Waits of the /push demo, in seconds: MIN-MAX or one value, decimals
+    /// allowed (e.g. 0.05-0.2 for tests)
+    #[arg(
+        long,
+        value_name = "MIN-MAX",
+        default_value = "2-5",
+        allow_hyphen_values = true
+    )]
+    push_interval: PushInterval,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for LevelFilter {
+    fn from(level: LogLevel) -> LevelFilter {
+        match level {
+            LogLevel::Off => LevelFilter::Off,
+            LogLevel::Error => LevelFilter::Error,
+            LogLevel::Warn => LevelFilter::Warn,
+            LogLevel::Info => LevelFilter::Info,
+            LogLevel::Debug => LevelFilter::Debug,
+            LogLevel::Trace => LevelFilter::Trace,
+        }
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let addr = std::env::var("WSLOOP_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let mut server = Server::bind(addr.parse()?, Config::default(), Echo)?;
-    eprintln!("wsloop listening on ws://{}", server.local_addr());
-    server.run()?;
+/// `--idle-timeout`: `None` disables the idle ping.
+#[derive(Debug, Clone, Copy)]
+struct Idle(Option<Duration>);
+
+fn parse_idle(s: &str) -> Result<Idle, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") || t.eq_ignore_ascii_case("none") {
+        return Ok(Idle(None));
+    }
+    let d = parse_duration(t)?;
+    Ok(Idle((!d.is_zero()).then_some(d)))
+}
+
+/// `90`, `90s`, `1.5s`, `500ms`, `2m`, `1h`: a plain number is seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 60, 90s, 500ms or 2m"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// `65536`, `64KiB`, `16MiB`, `1GiB` (K/M/G and KB/MB/GB mean the same
+/// powers of 1024).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || format!("{s:?} is not a size such as 65536, 64KiB or 16MiB");
+    let value: u64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    let bytes = value
+        .checked_mul(1 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(bytes)
+}
+
+impl Args {
+    fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.max_clients = self.max_clients as usize;
+        config.max_message_size = self.max_message_size;
+        config.max_frame_size = self.max_message_size;
+        // An echoed maximal message must fit in the client's send queue.
+        config.max_send_queue = config.max_send_queue.max(self.max_message_size + 64);
+        config.idle_timeout = self.idle_timeout.0;
+        config.allowed_origins = self.allow_origin.clone();
+        config
+    }
+}
+
+fn init_logging(level: Option<LogLevel>) {
+    let mut builder = match level {
+        Some(level) => {
+            let mut b = env_logger::Builder::new();
+            b.filter_level(level.into());
+            b
+        }
+        None => env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")),
+    };
+    builder.target(env_logger::Target::Stderr).init();
+}
+
+/// A listen error in plain words, without the OS error number.
+fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".into(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse(); // bad flags: a message and exit code 2
+    let config = args.config();
+    if let Err(e) = config.validate() {
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit();
+    }
+    init_logging(args.log_level);
+
+    let listener = match TcpListener::bind(args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {}", args.listen, describe(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    match serve(listener, config, args.push_interval) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The host loop: signals and the server on one `Poll`, until a requested
+/// shutdown has closed every client.
+fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let mut server = Server::embed(
+        poll.registry(),
+        SERVER_TOKENS,
+        listener,
+        config,
+        App::new(push),
+    )?;
+    let addr = server.local_addr();
+    info!("listening on ws://{addr} (page: http://{addr}/, push waits {push} s)");
+
+    let stop = server.shutdown_handle();
+    let mut stopping = false;
+    let mut events = Events::with_capacity(1024);
+    while !server.is_shut_down() {
+        let timeout = server.poll_timeout(None);
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            events.clear();
+        }
+        for event in events.iter() {
+            if event.token() == SIGNALS {
+                for signal in signals.pending() {
+                    let name = if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    if stopping {
+                        warn!("{name} again: exiting without waiting for the clients");
+                        return Ok(());
+                    }
+                    info!("{name}: closing every client with 1001 and stopping");
+                    stopping = true;
+                    stop.shutdown();
+                }
+            } else if server.owns(event.token()) {
+                server.handle_event(event);
+            }
+        }
+        server.tick();
+    }
+    info!("stopped");
     Ok(())
 }

@@ -85,6 +85,11 @@ impl SendQueue {
 
     /// Appends a copy of `bytes`.
     pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // An empty chunk at the front would make `front` return nothing
+            // while bytes are queued behind it.
+            return;
+        }
         self.tail(bytes.len()).extend_from_slice(bytes);
         self.commit(bytes.len());
     }

@@ -60,6 +60,9 @@ const WAKER: usize = 1;
 const FIRST_CLIENT: usize = 2;
 
 /// Where a client is in its life.
+// Nearly every client is `Open`: boxing the connection would add an
+// allocation and an indirection per client without saving memory.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Phase {
     /// Waiting for the upgrade request; `buf` holds an incomplete head only.
     Handshake { buf: Vec<u8> },
@@ -88,10 +91,16 @@ pub(crate) struct Client<D> {
     /// `on_open` accepted it, so `on_close` is owed.
     opened: bool,
     peer_close: Option<(u16, Box<str>)>,
+    /// The peer shut its sending side while bytes were still queued for it:
+    /// they are written (within the close timeout), then it is removed.
+    peer_eof: bool,
 }
 
 impl<D> Client<D> {
     fn deadline(&self, config: &Config) -> Option<Instant> {
+        if self.peer_eof {
+            return Some(self.since + config.close_timeout);
+        }
         match &self.phase {
             Phase::Handshake { .. } => Some(self.since + config.handshake_timeout),
             Phase::Reject(_) => Some(self.since + config.close_timeout),
@@ -115,7 +124,7 @@ pub(crate) struct Core<D> {
     next_gen: u32,
     rejecting: usize,
     /// The data of the client whose `on_close` is running.
-    pub(crate) departing: Option<(ConnId, D)>,
+    pub(crate) departing: Option<(ConnId, SocketAddr, D)>,
 }
 
 impl<D> Core<D> {
@@ -170,15 +179,24 @@ impl<D> Core<D> {
         let Some(due) = c.deadline(&self.config) else {
             return;
         };
+        // `map_or`: `Option::is_none_or` needs Rust 1.82, above the MSRV.
         if c.armed.is_none_or(|armed| due < armed) {
             c.armed = Some(due);
             self.timers.push(due, Due::Client(key, c.gen));
         }
     }
 
-    /// Bookkeeping after bytes were queued for `id`: enforce the queue limit,
-    /// schedule the flush, and tell the caller how it went.
-    pub(crate) fn after_send(&mut self, id: ConnId) -> SendStatus {
+    /// Queues up to `size` bytes for `id` with `push`, unless that would take
+    /// its non-empty queue past `max_send_queue`: then the message is refused
+    /// and the client, which is not reading, is closed with 1008. Its queue
+    /// thus never holds more than the limit or one message (plus the close
+    /// frame), and every frame in it stays whole.
+    pub(crate) fn queue(
+        &mut self,
+        id: ConnId,
+        size: usize,
+        push: impl FnOnce(&mut Connection) -> bool,
+    ) -> SendStatus {
         let key = id.key as usize;
         let limit = self.config.max_send_queue;
         let Some(client) = self.client_mut(id) else {
@@ -187,16 +205,22 @@ impl<D> Core<D> {
         let Phase::Open(conn) = &mut client.phase else {
             return SendStatus::Refused;
         };
-        if conn.buffered_amount() > limit {
-            // A client that does not read: drop what it has not taken and
-            // close it, so its memory is bounded by the limit.
+        if !conn.is_open() {
+            return SendStatus::Refused;
+        }
+        let queued = conn.buffered_amount();
+        // An empty queue takes any one message, so a maximal message always
+        // fits; memory stays bounded by the larger of the limit and it.
+        if queued > 0 && queued + size > limit {
             warn!(
-                "{}: send queue over {limit} bytes, closing with 1008",
+                "{}: send queue would pass {limit} bytes, closing with 1008",
                 client.peer
             );
-            conn.outgoing().clear();
             let _ = conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
             self.start_closing(key);
+            return SendStatus::Refused;
+        }
+        if !push(conn) {
             return SendStatus::Refused;
         }
         let blocked = client.blocked;
@@ -305,8 +329,10 @@ pub struct Server<H: Handler> {
     shutdown_deadline: Option<Instant>,
     done: bool,
     accept_paused: bool,
-    /// Clients with more to read than one turn took.
-    backlog: Vec<usize>,
+    /// Clients with more to read than one turn took: slab key, generation,
+    /// and whether the peer's FIN was already reported (no new edge will
+    /// come for it, so the next turn must read until EOF or `WouldBlock`).
+    backlog: Vec<(usize, u32, bool)>,
 }
 
 impl<H: Handler> Server<H> {
@@ -507,9 +533,12 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// The nearest instant at which [`Server::tick`] has work to do.
+    /// The nearest instant at which [`Server::tick`] has work to do: now
+    /// when input is left over, sends (made through [`Server::context`])
+    /// wait for their flush, or a shutdown was requested.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.backlog.is_empty()
+            || !self.core.dirty.is_empty()
             || self.shutdown.flag.load(Ordering::Relaxed) && self.shutdown_deadline.is_none()
         {
             return Some(self.core.now);
@@ -550,8 +579,10 @@ impl<H: Handler> Server<H> {
     /// shutdown, and the flush of everything queued in this iteration.
     pub fn tick(&mut self) {
         self.core.now = self.clock.now();
-        for key in std::mem::take(&mut self.backlog) {
-            self.read_ready(key, false);
+        for (key, gen, read_closed) in std::mem::take(&mut self.backlog) {
+            if self.core.clients.get(key).is_some_and(|c| c.gen == gen) {
+                self.read_ready(key, read_closed);
+            }
         }
         self.run_timers();
         if self.shutdown.flag.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
@@ -643,6 +674,7 @@ impl<H: Handler> Server<H> {
             dirty: false,
             opened: false,
             peer_close: None,
+            peer_eof: false,
         });
         self.core.arm(key);
         if over {
@@ -657,7 +689,7 @@ impl<H: Handler> Server<H> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut turn_over = true;
         for _ in 0..READS_PER_TURN {
-            let Some(client) = self.core.clients.get_mut(key) else {
+            let Some(client) = self.core.clients.get_mut(key).filter(|c| !c.peer_eof) else {
                 turn_over = false;
                 break;
             };
@@ -690,7 +722,9 @@ impl<H: Handler> Server<H> {
         if turn_over {
             // More may be waiting; no new edge will say so. Come back next
             // iteration, after the other clients had their turn.
-            self.backlog.push(key);
+            if let Some(c) = self.core.clients.get(key) {
+                self.backlog.push((key, c.gen, read_closed));
+            }
         }
         self.scratch = scratch;
     }
@@ -783,15 +817,16 @@ impl<H: Handler> Server<H> {
                 return self.reject(key, handshake::error_response(status, &[], &reason));
             }
         };
-        if let Some(p) = &protocol {
-            if !request.protocols().any(|offered| offered == p) {
-                warn!("handler chose subprotocol {p:?}, which the client did not offer");
-                return self.reject(
-                    key,
-                    handshake::error_response(500, &[], "server chose an unoffered subprotocol"),
-                );
+        // §4.2.2: the subprotocol must be one the client offered; a handler
+        // that picks another is answered without one rather than failing a
+        // connection it already accepted.
+        let protocol = protocol.filter(|p| {
+            let offered = request.protocols().any(|o| o == p);
+            if !offered {
+                warn!("handler chose subprotocol {p:?}, which the client did not offer; accepting without one");
             }
-        }
+            offered
+        });
         let client = &mut self.core.clients[key];
         let Phase::Open(conn) = &mut client.phase else {
             return;
@@ -803,7 +838,7 @@ impl<H: Handler> Server<H> {
         ));
         client.opened = true;
         client.since = self.core.now;
-        info!("{} {} opened as {id}", client.peer, request.path());
+        debug!("{} {} opened as {id}", client.peer, request.path());
         self.core.mark_dirty(key);
         self.core.arm(key);
         let rest = &mut bytes[len..];
@@ -888,16 +923,26 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// The peer shut its sending side.
+    /// The peer shut its sending side. It may still read: give it what it
+    /// is owed (a reply, the close echo) before closing. What the socket
+    /// does not take at once is written as it drains, within the close
+    /// timeout; `flush` removes the client once it is out.
     fn on_eof(&mut self, key: usize) {
-        let client = &mut self.core.clients[key];
-        if let Phase::Open(conn) = &client.phase {
-            if !conn.close_sent() && conn.buffered_amount() > 0 {
-                // A half-closed peer may still read: give it what it was sent.
-                self.flush(key);
-            }
-        }
-        if self.core.clients.contains(key) {
+        self.flush(key);
+        let now = self.core.now;
+        let Some(client) = self.core.clients.get_mut(key) else {
+            return; // flush finished it
+        };
+        let pending = match &client.phase {
+            Phase::Open(conn) => conn.buffered_amount() > 0,
+            Phase::Reject(queue) => !queue.is_empty(),
+            Phase::Handshake { .. } => false,
+        };
+        if pending {
+            client.peer_eof = true;
+            client.since = now;
+            self.core.arm(key);
+        } else {
             self.remove(key);
         }
     }
@@ -965,6 +1010,10 @@ impl<H: Handler> Server<H> {
         if pending {
             return;
         }
+        if client.peer_eof {
+            // The peer half-closed earlier and now has everything.
+            return self.remove(key);
+        }
         match &client.phase {
             // §7.1.1: after the closing handshake the server closes TCP first.
             Phase::Open(conn) if conn.is_finished() && conn.close_received() => self.remove(key),
@@ -983,7 +1032,14 @@ impl<H: Handler> Server<H> {
 
     fn run_timers(&mut self) {
         let now = self.core.now;
-        while let Some((at, due)) = self.core.timers.pop_due(now) {
+        // Take every entry due now before acting on any: what is armed
+        // during this pass (a zero-delay timer set in `on_timer`, say) runs
+        // at the next tick, so the loop always gets back to its I/O.
+        let mut due_now = Vec::new();
+        while let Some(entry) = self.core.timers.pop_due(now) {
+            due_now.push(entry);
+        }
+        for (at, due) in due_now {
             match due {
                 Due::Client(key, gen) => {
                     let config = &self.core.config;
@@ -1044,6 +1100,13 @@ impl<H: Handler> Server<H> {
     fn expire(&mut self, key: usize) {
         let idle = self.core.config.idle_timeout;
         let client = &mut self.core.clients[key];
+        if client.peer_eof {
+            debug!(
+                "{}: half-closed peer did not read its last bytes in time",
+                client.peer
+            );
+            return self.remove(key);
+        }
         let Phase::Open(conn) = &mut client.phase else {
             debug!("{}: timed out before the upgrade completed", client.peer);
             return self.remove(key);
@@ -1115,9 +1178,9 @@ impl<H: Handler> Server<H> {
             ),
             (None, _) => (close_code::ABNORMAL, "".into()),
         };
-        info!("{} {id} closed with {code}", client.peer);
-        // Its data stays reachable through Ctx::data during on_close.
-        self.core.departing = Some((id, client.data));
+        debug!("{} {id} closed with {code}", client.peer);
+        // Its data and address stay reachable through Ctx during on_close.
+        self.core.departing = Some((id, client.peer, client.data));
         self.handler.on_close(
             &mut Ctx {
                 core: &mut self.core,

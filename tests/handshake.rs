@@ -790,3 +790,56 @@ fn absolute_form_targets() {
         assert_eq!(request.query(), query, "{target}");
     }
 }
+
+// ------------------------------------------------- parse_head + validate
+
+#[test]
+fn parse_head_parses_plain_http_and_validate_refuses_it() {
+    use wsloop::handshake::parse_head;
+    let config = Config::default();
+    // A plain HTTP GET: a complete head, refused as NotWebSocket.
+    let raw = b"GET /index.html?x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\nextra";
+    let Ok(Parsed::Complete { request, len }) = parse_head(raw, &config) else {
+        panic!("complete head")
+    };
+    assert_eq!(len, raw.len() - 5);
+    assert_eq!(request.path(), "/index.html");
+    assert_eq!(request.query(), Some("x"));
+    assert_eq!(request.validate(&config), Err(HandshakeError::NotWebSocket));
+    // A POST is parsed, then refused with 405.
+    let raw = build("POST /chat HTTP/1.1", &base());
+    let Ok(Parsed::Complete { request, .. }) = parse_head(&raw, &config) else {
+        panic!("complete head")
+    };
+    assert_eq!(request.method(), "POST");
+    assert_eq!(
+        request.validate(&config),
+        Err(HandshakeError::MethodNotAllowed("POST".into()))
+    );
+    // A valid upgrade validates; parse_request agrees with parse_head + validate.
+    let raw = get(&base());
+    let Ok(Parsed::Complete { request, len }) = parse_head(&raw, &config) else {
+        panic!("complete head")
+    };
+    assert_eq!(len, raw.len());
+    assert_eq!(request.validate(&config), Ok(()));
+    // Partial and the limits are parse_head's.
+    assert!(matches!(
+        parse_head(&raw[..raw.len() - 1], &config),
+        Ok(Parsed::Partial)
+    ));
+    let config = small_header_config();
+    assert_eq!(
+        parse_head(&request_of_len(257), &config).unwrap_err(),
+        HandshakeError::HeadersTooLarge(256)
+    );
+    assert_eq!(
+        parse_head(&build("GET / HTTP/1.0", &[("Host", "h")]), &config)
+            .map(|p| match p {
+                Parsed::Complete { request, .. } => request.validate(&config),
+                Parsed::Partial => panic!("complete"),
+            })
+            .unwrap(),
+        Err(HandshakeError::HttpVersion)
+    );
+}

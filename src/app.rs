@@ -1,0 +1,579 @@
+//! The binary's routes and the demos of the classic PHP and Resin servers,
+//! as one [`Handler`].
+//!
+//! ```text
+//! GET /            plain: the HTML client page   WebSocket: the command demo
+//! GET /echo        plain: 426                    WebSocket: every message back unchanged
+//! GET /push        plain: 426                    WebSocket: "I am waiting N seconds", wait N s, repeat; `quit` ends it
+//! GET /chat        plain: 426                    WebSocket: broadcast to every /chat client, join/leave notices
+//! anything else    404 (plain or WebSocket); non-GET: 405 (the library)
+//! ```
+//!
+//! Each connection's [`Conn`] records its route, set in `on_open` from the
+//! request path. Push timers live in the server's loop: one timer per
+//! pushing client, tagged with its [`ConnId`], re-armed when it fires.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log::{debug, info};
+use wsloop::handshake::Request;
+use wsloop::{close_code, ConnId, Ctx, Decision, Handler, Message, Response, TimerId};
+
+/// The HTML client page, compiled in.
+pub const PAGE: &str = include_str!("../assets/index.html");
+
+/// Longest chat name kept (characters).
+const MAX_NAME: usize = 32;
+
+/// Which endpoint a client is on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Route {
+    /// `/`: the command demo.
+    #[default]
+    Demo,
+    /// `/echo`.
+    Echo,
+    /// `/push`.
+    Push,
+    /// `/chat`.
+    Chat,
+}
+
+impl Route {
+    fn path(self) -> &'static str {
+        match self {
+            Route::Demo => "/",
+            Route::Echo => "/echo",
+            Route::Push => "/push",
+            Route::Chat => "/chat",
+        }
+    }
+
+    fn from_path(path: &str) -> Option<Route> {
+        match path {
+            "/" => Some(Route::Demo),
+            "/echo" => Some(Route::Echo),
+            "/push" => Some(Route::Push),
+            "/chat" => Some(Route::Chat),
+            _ => None,
+        }
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug, Default)]
+pub struct Conn {
+    route: Route,
+    /// The pending push timer (`/push`).
+    timer: Option<TimerId>,
+    /// The chat name (`/chat`).
+    name: String,
+}
+
+/// The range the push demo draws its waits from, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushInterval {
+    min_ms: u64,
+    max_ms: u64,
+}
+
+impl Default for PushInterval {
+    /// 2 to 5 seconds, as the classic push demo.
+    fn default() -> Self {
+        PushInterval {
+            min_ms: 2_000,
+            max_ms: 5_000,
+        }
+    }
+}
+
+impl PushInterval {
+    /// Whole seconds at both ends: waits are whole seconds too.
+    fn whole_seconds(&self) -> bool {
+        self.min_ms % 1000 == 0 && self.max_ms % 1000 == 0
+    }
+
+    /// Draws one wait.
+    fn draw(&self, rng: &mut XorShift) -> Duration {
+        let ms = if self.whole_seconds() {
+            let (lo, hi) = (self.min_ms / 1000, self.max_ms / 1000);
+            (lo + rng.below(hi - lo + 1)) * 1000
+        } else {
+            self.min_ms + rng.below(self.max_ms - self.min_ms + 1)
+        };
+        Duration::from_millis(ms)
+    }
+}
+
+impl FromStr for PushInterval {
+    type Err = String;
+
+    /// `MIN-MAX` or one value, in seconds, decimals allowed down to
+    /// milliseconds: `2-5`, `0.05-0.2`, `3`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+        let min_ms = seconds_to_ms(lo.trim())?;
+        let max_ms = seconds_to_ms(hi.trim())?;
+        if min_ms == 0 {
+            return Err("the shortest wait must be at least 0.001 seconds".into());
+        }
+        if min_ms > max_ms {
+            return Err(format!("MIN ({lo}) is larger than MAX ({hi})"));
+        }
+        if max_ms > 86_400_000 {
+            return Err("the longest wait is 86400 seconds".into());
+        }
+        Ok(PushInterval { min_ms, max_ms })
+    }
+}
+
+impl fmt::Display for PushInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{}",
+            format_seconds(self.min_ms),
+            format_seconds(self.max_ms)
+        )
+    }
+}
+
+/// `"2.5"` -> 2500: seconds with at most three decimals.
+fn seconds_to_ms(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a number of seconds such as 3 or 0.25");
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    if frac.len() > 3 {
+        return Err(format!("{s:?}: at most three decimals (milliseconds)"));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac_ms: u64 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(frac_ms))
+        .ok_or_else(bad)
+}
+
+/// 3000 -> "3", 250 -> "0.25".
+fn format_seconds(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        return (ms / 1000).to_string();
+    }
+    let s = format!("{}.{:03}", ms / 1000, ms % 1000);
+    s.trim_end_matches('0').to_owned()
+}
+
+/// The push demo's line for a wait.
+fn push_line(wait: Duration) -> String {
+    let ms = wait.as_millis() as u64;
+    let unit = if ms == 1000 { "second" } else { "seconds" };
+    format!("I am waiting {} {unit}", format_seconds(ms))
+}
+
+/// xorshift64*: plenty for demo waits, seeded from std's random hasher keys.
+#[derive(Debug)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator seeded from `RandomState` (per-process random keys) and
+    /// the clock.
+    pub fn from_entropy() -> XorShift {
+        let mut h = RandomState::new().build_hasher();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        h.write_u64(nanos);
+        XorShift(h.finish() | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform enough in `0..n` (`n` > 0) for a demo.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The binary's handler: every route of the table above.
+pub struct App {
+    push: PushInterval,
+    rng: XorShift,
+    /// Open `/chat` clients, in connection order.
+    chat: BTreeSet<ConnId>,
+    guests: u64,
+}
+
+impl App {
+    /// The routes, with the push demo drawing from `push`.
+    pub fn new(push: PushInterval) -> App {
+        App {
+            push,
+            rng: XorShift::from_entropy(),
+            chat: BTreeSet::new(),
+            guests: 0,
+        }
+    }
+
+    /// Sends the next push line to `id` and arms the timer for the one after.
+    fn push_next(&mut self, ctx: &mut Ctx<'_, Conn>, id: ConnId) {
+        let wait = self.push.draw(&mut self.rng);
+        ctx.send(id, Message::Text(&push_line(wait)));
+        let timer = ctx.set_timer(wait, id.to_u64());
+        if let Some(conn) = ctx.data(id) {
+            conn.timer = Some(timer);
+        }
+    }
+
+    fn chat_name(&mut self, req: &Request) -> String {
+        let name = req
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("name="))
+            .map(clean_name)
+            .unwrap_or_default();
+        if name.is_empty() {
+            self.guests += 1;
+            format!("guest{}", self.guests)
+        } else {
+            name
+        }
+    }
+}
+
+/// A chat name from a query value: percent-decoded, `+` as space, control
+/// characters dropped, trimmed, at most [`MAX_NAME`] characters.
+fn clean_name(raw: &str) -> String {
+    let decoded = percent_decode(raw);
+    let kept: String = decoded
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME)
+        .collect();
+    kept.trim().to_owned()
+}
+
+/// `application/x-www-form-urlencoded` decoding; a `%` not followed by two
+/// hex digits is kept as it is.
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The canned reply of the classic demos, or `None` for other text.
+fn canned(command: &str, now: SystemTime) -> Option<String> {
+    let reply = match command {
+        "hello" => "hello human".to_owned(),
+        "hi" => "zup human".to_owned(),
+        "name" => "my name is Multivac, silly I know".to_owned(),
+        "age" => "I am older than time itself".to_owned(),
+        "date" => {
+            let (y, m, d, ..) = utc(now);
+            format!("today is {y:04}.{m:02}.{d:02}")
+        }
+        "time" => {
+            let (.., hh, mm, ss) = utc(now);
+            format!("server time is {hh:02}:{mm:02}:{ss:02}")
+        }
+        "thanks" => "you're welcome".to_owned(),
+        "bye" => "bye".to_owned(),
+        "server" => "wsloop (Rust), after Resin PHP".to_owned(),
+        _ => return None,
+    };
+    Some(reply)
+}
+
+/// UTC calendar date and time of `t`: (year, month, day, hour, minute,
+/// second). Days to civil date after Howard Hinnant's `civil_from_days`.
+fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    (year, month, day, h as u32, m as u32, s as u32)
+}
+
+impl Handler for App {
+    type Data = Conn;
+
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Conn>, id: ConnId, req: &Request) -> Decision {
+        let Some(route) = Route::from_path(req.path()) else {
+            return Decision::reject(404, format!("no WebSocket endpoint at {}", req.path()));
+        };
+        if let Some(conn) = ctx.data(id) {
+            conn.route = route;
+        }
+        let peer = ctx
+            .peer_addr(id)
+            .map_or_else(String::new, |a| a.to_string());
+        info!("{peer} {} opened as {id}", route.path());
+        match route {
+            Route::Push => self.push_next(ctx, id),
+            Route::Chat => {
+                let name = self.chat_name(req);
+                let others = self.chat.len();
+                ctx.broadcast(
+                    self.chat.iter().copied(),
+                    Message::Text(&format!("{name} joined")),
+                );
+                let s = if others == 1 { "" } else { "s" };
+                ctx.send(
+                    id,
+                    Message::Text(&format!(
+                        "welcome {name}: {others} other{s} here, your messages go to everyone"
+                    )),
+                );
+                debug!("chat: {id} joined as {name}");
+                self.chat.insert(id);
+                if let Some(conn) = ctx.data(id) {
+                    conn.name = name;
+                }
+            }
+            Route::Demo | Route::Echo => {}
+        }
+        Decision::accept()
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Conn>, id: ConnId, msg: Message<'_>) {
+        let Some(route) = ctx.data(id).map(|c| c.route) else {
+            return;
+        };
+        match route {
+            Route::Echo => {
+                ctx.send(id, msg);
+            }
+            Route::Demo => {
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Binary(b) => {
+                        let reply = format!("You have entered: {} bytes of binary data", b.len());
+                        ctx.send(id, Message::Text(&reply));
+                        return;
+                    }
+                };
+                let command = text.trim().to_ascii_lowercase();
+                match canned(&command, SystemTime::now()) {
+                    Some(reply) => {
+                        ctx.send(id, Message::Text(&reply));
+                        if command == "bye" {
+                            ctx.close(id, close_code::NORMAL, "bye");
+                        }
+                    }
+                    None => {
+                        ctx.send(id, Message::Text(&format!("You have entered: {text}")));
+                    }
+                }
+            }
+            Route::Push => {
+                // Anything but `quit` is ignored: the pushes go on.
+                if matches!(msg, Message::Text(t) if t.trim().eq_ignore_ascii_case("quit")) {
+                    if let Some(timer) = ctx.data(id).and_then(|c| c.timer.take()) {
+                        ctx.cancel_timer(timer);
+                    }
+                    ctx.close(id, close_code::NORMAL, "quit");
+                }
+            }
+            Route::Chat => {
+                let Message::Text(text) = msg else {
+                    return; // the chat is text only
+                };
+                let Some(name) = ctx.data(id).map(|c| c.name.clone()) else {
+                    return;
+                };
+                ctx.broadcast(
+                    self.chat.iter().copied(),
+                    Message::Text(&format!("{name}: {text}")),
+                );
+            }
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Conn>, id: ConnId, code: u16, reason: &str) {
+        let peer = ctx
+            .peer_addr(id)
+            .map_or_else(String::new, |a| a.to_string());
+        let Some(conn) = ctx.data(id) else {
+            return;
+        };
+        info!(
+            "{peer} {} {id} closed with {code} {reason:?}",
+            conn.route.path()
+        );
+        let (route, timer, name) = (
+            conn.route,
+            conn.timer.take(),
+            std::mem::take(&mut conn.name),
+        );
+        match route {
+            Route::Push => {
+                if let Some(timer) = timer {
+                    ctx.cancel_timer(timer);
+                }
+            }
+            Route::Chat => {
+                if self.chat.remove(&id) {
+                    debug!("chat: {id} ({name}) left");
+                    ctx.broadcast(
+                        self.chat.iter().copied(),
+                        Message::Text(&format!("{name} left")),
+                    );
+                }
+            }
+            Route::Demo | Route::Echo => {}
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Conn>, _timer: TimerId, tag: u64) {
+        let id = ConnId::from_u64(tag);
+        let pushing = ctx.data(id).is_some_and(|c| c.route == Route::Push);
+        if pushing && ctx.is_open(id) {
+            self.push_next(ctx, id);
+        } else if let Some(conn) = ctx.data(id) {
+            conn.timer = None;
+        }
+    }
+
+    fn on_http(&mut self, req: &Request) -> Option<Response> {
+        match Route::from_path(req.path()) {
+            Some(Route::Demo) => {
+                let mut page = Response::new(200, "text/html; charset=utf-8", PAGE);
+                page.headers
+                    .push(("Cache-Control".into(), "no-cache".into()));
+                Some(page)
+            }
+            // WebSocket only: the library answers 426.
+            Some(_) => None,
+            None => Some(Response::text(404, &format!("no page at {}", req.path()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_interval_parses_seconds_and_ranges() {
+        assert_eq!(PushInterval::from_str("2-5"), Ok(PushInterval::default()));
+        let p: PushInterval = "0.05-0.2".parse().unwrap();
+        assert_eq!((p.min_ms, p.max_ms), (50, 200));
+        let p: PushInterval = "3".parse().unwrap();
+        assert_eq!((p.min_ms, p.max_ms), (3000, 3000));
+        assert_eq!(p.to_string(), "3-3");
+        for bad in ["", "-", "5-2", "a-b", "0", "1.2345", "-3", "1e3", "0-1"] {
+            assert!(bad.parse::<PushInterval>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn waits_stay_in_range_and_whole_seconds_stay_whole() {
+        let mut rng = XorShift::from_entropy();
+        let p = PushInterval::default();
+        let mut seen = [false; 6];
+        for _ in 0..1000 {
+            let w = p.draw(&mut rng);
+            assert_eq!(w.subsec_nanos(), 0);
+            let s = w.as_secs() as usize;
+            assert!((2..=5).contains(&s), "{s}");
+            seen[s] = true;
+        }
+        assert!(seen[2..].iter().all(|&x| x), "every value drawn");
+        let p: PushInterval = "0.05-0.1".parse().unwrap();
+        for _ in 0..1000 {
+            let ms = p.draw(&mut rng).as_millis();
+            assert!((50..=100).contains(&ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn push_lines_state_the_seconds() {
+        assert_eq!(push_line(Duration::from_secs(3)), "I am waiting 3 seconds");
+        assert_eq!(push_line(Duration::from_secs(1)), "I am waiting 1 second");
+        assert_eq!(
+            push_line(Duration::from_millis(250)),
+            "I am waiting 0.25 seconds"
+        );
+        assert_eq!(
+            push_line(Duration::from_millis(1005)),
+            "I am waiting 1.005 seconds"
+        );
+    }
+
+    #[test]
+    fn utc_matches_known_dates() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(utc(at(0)), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(utc(at(951_782_400)), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(utc(at(1_709_251_199)), (2024, 2, 29, 23, 59, 59));
+        assert_eq!(utc(at(4_102_444_800)), (2100, 1, 1, 0, 0, 0));
+        assert_eq!(
+            canned("date", at(1_700_000_000)).unwrap(),
+            "today is 2023.11.14"
+        );
+        assert_eq!(
+            canned("time", at(1_700_000_000)).unwrap(),
+            "server time is 22:13:20"
+        );
+    }
+
+    #[test]
+    fn chat_names_are_decoded_and_cleaned() {
+        assert_eq!(clean_name("alice"), "alice");
+        assert_eq!(clean_name("Ada+Lovelace"), "Ada Lovelace");
+        assert_eq!(clean_name("%C3%A9mile"), "émile");
+        assert_eq!(clean_name("a%0Ab"), "ab");
+        assert_eq!(clean_name("100%"), "100%");
+        assert_eq!(clean_name("%zz"), "%zz");
+        assert_eq!(clean_name("%+1x"), "% 1x");
+        assert_eq!(clean_name(&"x".repeat(100)).len(), MAX_NAME);
+        assert_eq!(clean_name("+++"), "");
+    }
+}

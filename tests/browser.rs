@@ -1,0 +1,172 @@
+//! The page in a real browser: the `wsloop` binary on a free port, driven
+//! by headless Chromium (Debian's `chromium`) through playwright-core
+//! (`tests/browser/drive.mjs`, pinned by `tests/browser/package-lock.json`).
+//!
+//! Needs `node`, `/usr/bin/chromium` (or `WSLOOP_CHROMIUM`) and
+//! `npm ci` in `tests/browser`. Without them the test is skipped loudly,
+//! unless `WSLOOP_REQUIRE_PEERS=1` (as in `.ci/run`), where it fails.
+//!
+//! Screenshots: `target/browser-screenshot.png` (1280x800) and
+//! `target/browser-screenshot-phone.png` (390x844).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Kills and reaps the child when the test ends, however it ends.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn missing_peer(what: &str) {
+    let required = std::env::var("WSLOOP_REQUIRE_PEERS").is_ok_and(|v| v == "1");
+    if required {
+        panic!("browser test: {what} (WSLOOP_REQUIRE_PEERS=1, so this fails)");
+    }
+    // Straight to the process's stderr: libtest would capture eprintln!.
+    let notice = format!(
+        "\n==================================================================\n\
+         SKIPPED: the browser test did not run: {what}.\n\
+         Install: apt-get install chromium; (cd tests/browser && npm ci)\n\
+         Set WSLOOP_REQUIRE_PEERS=1 to make this a failure.\n\
+         ==================================================================\n"
+    );
+    let _ = std::io::stderr().write_all(notice.as_bytes());
+}
+
+fn target_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Starts the binary on a free port; returns it and its address.
+fn start_server() -> (Reaper, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "info",
+            "--push-interval",
+            "2-3",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop");
+    let stderr = child.stderr.take().expect("stderr");
+    let server = Reaper(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("wsloop: {line}");
+            if !sent {
+                if let Some(rest) = line.split("listening on ws://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("wsloop did not say where it listens within 10 s");
+    (server, addr)
+}
+
+#[test]
+fn page_works_in_headless_chromium() {
+    let chromium = std::env::var("WSLOOP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return missing_peer(&format!("{chromium} is missing"));
+    }
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node_ok {
+        return missing_peer("node is missing");
+    }
+    let driver_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !driver_dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        return missing_peer("playwright-core is not installed in tests/browser (npm ci)");
+    }
+
+    let (_server, addr) = start_server();
+    let target = target_dir();
+    std::fs::create_dir_all(&target).expect("target dir");
+    let shot = target.join("browser-screenshot.png");
+    let phone = target.join("browser-screenshot-phone.png");
+    let _ = std::fs::remove_file(&shot);
+    let _ = std::fs::remove_file(&phone);
+
+    let mut driver = Command::new("node")
+        .arg(driver_dir.join("drive.mjs"))
+        .arg(format!("http://{addr}/"))
+        .arg(&shot)
+        .arg(&phone)
+        .env("WSLOOP_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut out = driver.stdout.take().expect("stdout");
+    let mut err = driver.stderr.take().expect("stderr");
+    let mut driver = Reaper(driver);
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = driver.0.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(driver); // kills it if it is still running, so the pipes close
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    eprintln!("--- drive.mjs stdout ---\n{out}--- drive.mjs stderr ---\n{err}");
+    let status = status.expect("the browser scenario took longer than 180 s");
+    assert!(status.success(), "the browser scenario failed ({status})");
+    assert!(out.contains("browser scenario passed"), "no pass line");
+    for png in [&shot, &phone] {
+        let bytes = std::fs::read(png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+            "{} is not a real screenshot",
+            png.display()
+        );
+    }
+    eprintln!("screenshots: {} {}", shot.display(), phone.display());
+}

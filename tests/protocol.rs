@@ -1,0 +1,1355 @@
+//! Exact byte vectors for `wsloop::protocol::Connection` (RFC 6455 §5-§8),
+//! driven by hand without sockets. Role::Server unless a test says otherwise.
+
+use std::sync::Arc;
+
+use wsloop::frame::{close_code, FrameError};
+use wsloop::protocol::{encode_shared, Connection, Event, Message, ProtocolError, SendError};
+use wsloop::{Config, Role};
+
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+const CONT: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// The header of a frame with `b0` as its first byte, written out by hand
+/// (independently of `wsloop::frame`) in the minimal length form.
+fn header(b0: u8, len: usize, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let mut out = vec![b0];
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= 0xffff {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if let Some(m) = mask {
+        out.extend_from_slice(&m);
+    }
+    out
+}
+
+fn raw_frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = header(b0, payload.len(), mask);
+    match mask {
+        Some(m) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4])),
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// A masked client frame.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    raw_frame((u8::from(fin) << 7) | opcode, payload, Some(MASK))
+}
+
+/// An unmasked frame as a server sends it.
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    raw_frame(0x80 | opcode, payload, None)
+}
+
+fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason);
+    p
+}
+
+fn server() -> Connection {
+    Connection::new(Role::Server, &Config::default())
+}
+
+/// An event with its payload copied out of the input it borrows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(u16, String),
+}
+
+fn own(event: &Event<'_>) -> Ev {
+    match event {
+        Event::Message(m) => match m.message() {
+            Message::Text(s) => {
+                assert!(m.is_text());
+                Ev::Text(s.to_owned())
+            }
+            Message::Binary(b) => {
+                assert!(!m.is_text());
+                Ev::Binary(b.to_vec())
+            }
+        },
+        Event::Ping(p) => Ev::Ping(p.as_bytes().to_vec()),
+        Event::Pong(p) => Ev::Pong(p.as_bytes().to_vec()),
+        Event::Close(c) => Ev::Close(c.code, c.reason().to_owned()),
+    }
+}
+
+/// What feeding some bytes produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Fed {
+    events: Vec<Ev>,
+    /// For each data message: whether it was lent out of the input.
+    borrowed: Vec<bool>,
+    error: Option<ProtocolError>,
+}
+
+/// Feeds `bytes` until all are consumed or an error, checking the `read`
+/// contract (progress on every call, never more than was given).
+fn feed(conn: &mut Connection, bytes: &[u8]) -> Fed {
+    let mut input = bytes.to_vec();
+    let mut fed = Fed::default();
+    let mut pos = 0;
+    let total = input.len();
+    while pos < total {
+        match conn.read(&mut input[pos..]) {
+            Ok((used, event)) => {
+                assert!(used <= total - pos);
+                assert!(used > 0 || event.is_some(), "no progress");
+                if let Some(e) = &event {
+                    if let Event::Message(m) = e {
+                        fed.borrowed.push(m.is_borrowed());
+                    }
+                    fed.events.push(own(e));
+                }
+                pos += used;
+            }
+            Err(e) => {
+                fed.error = Some(e);
+                break;
+            }
+        }
+    }
+    fed
+}
+
+/// Feeds the chunks one after another, as separate reads.
+fn feed_chunks(conn: &mut Connection, chunks: &[&[u8]]) -> Fed {
+    let mut all = Fed::default();
+    for chunk in chunks {
+        let fed = feed(conn, chunk);
+        all.events.extend(fed.events);
+        all.borrowed.extend(fed.borrowed);
+        if fed.error.is_some() {
+            all.error = fed.error;
+            break;
+        }
+    }
+    all
+}
+
+fn events(conn: &mut Connection, bytes: &[u8]) -> Vec<Ev> {
+    let fed = feed(conn, bytes);
+    assert_eq!(fed.error, None, "{fed:?}");
+    fed.events
+}
+
+fn fails(conn: &mut Connection, bytes: &[u8]) -> ProtocolError {
+    let fed = feed(conn, bytes);
+    fed.error
+        .unwrap_or_else(|| panic!("expected an error, got {fed:?}"))
+}
+
+/// Everything queued for the socket, drained.
+fn drain(conn: &mut Connection) -> Vec<u8> {
+    let q = conn.outgoing();
+    let mut out = Vec::new();
+    loop {
+        let front = q.front().to_vec();
+        if front.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&front);
+        q.consume(front.len());
+    }
+    assert!(q.is_empty(), "queue has bytes behind an empty front");
+    assert_eq!(conn.buffered_amount(), 0);
+    out
+}
+
+/// A frame as it appears in the output: first byte and unmasked payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Out {
+    b0: u8,
+    masked: bool,
+    payload: Vec<u8>,
+}
+
+/// Splits output bytes into frames (an independent decoder).
+fn frames(mut bytes: &[u8]) -> Vec<Out> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        assert!(bytes.len() >= 2, "truncated frame {bytes:?}");
+        let b0 = bytes[0];
+        let masked = bytes[1] & 0x80 != 0;
+        let (len, mut n) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            l => (l as usize, 2),
+        };
+        let mask = if masked {
+            n += 4;
+            Some(&bytes[n - 4..n])
+        } else {
+            None
+        };
+        let payload = bytes[n..n + len]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| mask.map_or(*b, |m| b ^ m[i % 4]))
+            .collect();
+        out.push(Out {
+            b0,
+            masked,
+            payload,
+        });
+        bytes = &bytes[n + len..];
+    }
+    out
+}
+
+/// Asserts that the output is exactly one close frame with `code` and the
+/// error's text as reason, and returns the reason.
+fn assert_single_close(out: &[u8], code: u16) -> String {
+    let f = frames(out);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].b0, 0x88);
+    assert!(!f[0].masked);
+    assert_eq!(out[0], 0x88);
+    assert_eq!(&out[2..4], &code.to_be_bytes(), "close code");
+    assert_eq!(&f[0].payload[..2], &code.to_be_bytes());
+    String::from_utf8(f[0].payload[2..].to_vec()).expect("UTF-8 reason")
+}
+
+/// Asserts a failed connection: the error, its close code, exactly one close
+/// frame queued carrying them, and that later input is ignored.
+fn assert_failed(conn: &mut Connection, error: ProtocolError, expected: ProtocolError) {
+    assert_eq!(error, expected);
+    let code = expected.close_code();
+    assert!(conn.has_failed());
+    assert!(conn.close_sent());
+    assert!(!conn.is_open());
+    assert!(!conn.is_finished(), "close frame not written yet");
+    let out = drain(conn);
+    let reason = assert_single_close(&out, code);
+    assert_eq!(reason, expected.to_string());
+    assert!(conn.is_finished());
+    // Later input, valid or not, is swallowed whole without events or output.
+    for later in [
+        frame(true, TEXT, b"after"),
+        frame(true, PING, b"p"),
+        vec![0xff; 20],
+    ] {
+        let mut input = later.clone();
+        let (used, event) = conn.read(&mut input).expect("ignored");
+        assert_eq!(used, later.len());
+        assert!(event.is_none());
+    }
+    assert_eq!(conn.buffered_amount(), 0);
+    assert_eq!(conn.send(Message::Text("x")), Err(SendError::Closing));
+    assert_eq!(conn.ping(b""), Err(SendError::Closing));
+    assert_eq!(conn.close(1000, ""), Err(SendError::Closing));
+    assert_eq!(conn.buffered_amount(), 0);
+}
+
+fn fail_with(bytes: &[u8], expected: ProtocolError) {
+    let mut conn = server();
+    let e = fails(&mut conn, bytes);
+    assert_failed(&mut conn, e, expected);
+}
+
+const PROTOCOL: u16 = close_code::PROTOCOL_ERROR;
+
+// ------------------------------------------------------------- data frames
+
+#[test]
+fn rfc_hello_is_borrowed_and_echoes_exactly() {
+    let mut conn = server();
+    // RFC 6455 §5.7: a single-frame masked text message "Hello".
+    let mut input = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(frame(true, TEXT, b"Hello"), input);
+    let (used, event) = conn.read(&mut input).unwrap();
+    assert_eq!(used, 11);
+    let Some(Event::Message(m)) = event else {
+        panic!("{event:?}")
+    };
+    assert!(m.is_borrowed());
+    assert!(m.is_text());
+    assert_eq!(m.message(), Message::Text("Hello"));
+    assert_eq!(m.bytes(), b"Hello");
+    assert_eq!(m.into_buffer(), None);
+    // Unmasked in place.
+    assert_eq!(&input[6..], b"Hello");
+    conn.send(Message::Text("Hello")).unwrap();
+    assert_eq!(conn.buffered_amount(), 7);
+    assert_eq!(drain(&mut conn), b"\x81\x05Hello");
+    assert!(!conn.is_finished());
+}
+
+#[test]
+fn binary_single_frame_is_borrowed() {
+    let mut conn = server();
+    let mut input = frame(true, BINARY, &[0, 1, 2, 0xff]);
+    assert_eq!(input[..2], [0x82, 0x84]);
+    let (used, event) = conn.read(&mut input).unwrap();
+    assert_eq!(used, 10);
+    let Some(Event::Message(m)) = event else {
+        panic!("{event:?}")
+    };
+    assert!(m.is_borrowed());
+    assert!(!m.is_text());
+    assert_eq!(m.message(), Message::Binary(&[0, 1, 2, 0xff]));
+    conn.send(m.message()).unwrap();
+    assert_eq!(drain(&mut conn), [0x82, 0x04, 0, 1, 2, 0xff]);
+}
+
+#[test]
+fn a_frame_ends_the_read_and_the_rest_is_read_next() {
+    let mut conn = server();
+    let mut input = frame(true, TEXT, b"one");
+    input.extend(frame(true, BINARY, b"two"));
+    let (used, event) = conn.read(&mut input).unwrap();
+    assert_eq!(used, 9);
+    assert_eq!(own(&event.unwrap()), Ev::Text("one".into()));
+    let (used, event) = conn.read(&mut input[9..]).unwrap();
+    assert_eq!(used, 9);
+    assert_eq!(own(&event.unwrap()), Ev::Binary(b"two".to_vec()));
+    let (used, event) = conn.read(&mut []).unwrap();
+    assert_eq!(used, 0);
+    assert!(event.is_none());
+}
+
+#[test]
+fn boundary_lengths_round_trip() {
+    for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let input = frame(true, BINARY, &payload);
+        // The client header, byte for byte.
+        let expected_header: Vec<u8> = match len {
+            0..=125 => vec![0x82, 0x80 | len as u8],
+            126..=65535 => vec![0x82, 0xfe, (len >> 8) as u8, len as u8],
+            _ => {
+                let mut h = vec![0x82, 0xff];
+                h.extend_from_slice(&(len as u64).to_be_bytes());
+                h
+            }
+        };
+        assert_eq!(input[..expected_header.len()], expected_header);
+        let mut conn = server();
+        let fed = feed(&mut conn, &input);
+        assert_eq!(fed.error, None);
+        assert_eq!(fed.events, [Ev::Binary(payload.clone())], "len {len}");
+        assert_eq!(fed.borrowed, [true]);
+        // Echo: the server's frame is the unmasked form with the same length.
+        conn.send(Message::Binary(&payload)).unwrap();
+        let out = drain(&mut conn);
+        let mut expected = expected_header.clone();
+        expected[1] &= 0x7f;
+        expected.extend_from_slice(&payload);
+        assert_eq!(out, expected, "len {len}");
+        // Text of the same length.
+        let text: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        let fed = feed(&mut conn, &frame(true, TEXT, text.as_bytes()));
+        assert_eq!(fed.events, [Ev::Text(text.clone())]);
+        conn.send(Message::Text(&text)).unwrap();
+        let out = drain(&mut conn);
+        assert_eq!(out[0], 0x81);
+        assert_eq!(
+            out[1..expected_header.len()],
+            expected[1..expected_header.len()]
+        );
+        assert_eq!(&out[expected_header.len()..], text.as_bytes());
+    }
+}
+
+#[test]
+fn non_minimal_length_forms_are_accepted() {
+    // 5 bytes announced in the 16-bit and in the 64-bit form.
+    let masked: Vec<u8> = b"Hello"
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ MASK[i % 4])
+        .collect();
+    for prefix in [
+        vec![0x81, 0xfe, 0x00, 0x05],
+        vec![0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x05],
+    ] {
+        let mut input = prefix.clone();
+        input.extend_from_slice(&MASK);
+        input.extend_from_slice(&masked);
+        let mut conn = server();
+        assert_eq!(events(&mut conn, &input), [Ev::Text("Hello".into())]);
+    }
+}
+
+/// The frame cut at every position: the same event. It is lent out of the
+/// second read when the cut falls inside the header (the payload arrives
+/// whole), and assembled (owned) when the cut falls inside the payload.
+#[test]
+fn split_at_every_position() {
+    let texts = [
+        "Hello".to_string(),
+        "κόσμε 𝄞 €".repeat(20), // 126-form header, multi-byte cuts
+    ];
+    for text in &texts {
+        let input = frame(true, TEXT, text.as_bytes());
+        let header_len = input.len() - text.len();
+        for cut in 0..=input.len() {
+            let mut conn = server();
+            let fed = feed_chunks(&mut conn, &[&input[..cut], &input[cut..]]);
+            assert_eq!(fed.error, None, "cut {cut}");
+            assert_eq!(fed.events, [Ev::Text(text.clone())], "cut {cut}");
+            let borrowed = cut < header_len || cut == input.len();
+            assert_eq!(fed.borrowed, [borrowed], "cut {cut} of {}", input.len());
+        }
+    }
+    // Binary with a 64-bit length, at a few cuts.
+    let payload: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+    let input = frame(true, BINARY, &payload);
+    for cut in [0, 1, 2, 9, 13, 14, 15, 1000, 65535 + 14, input.len()] {
+        let mut conn = server();
+        let fed = feed_chunks(&mut conn, &[&input[..cut], &input[cut..]]);
+        assert_eq!(fed.events, [Ev::Binary(payload.clone())], "cut {cut}");
+        assert_eq!(fed.borrowed, [cut < 14 || cut == input.len()], "cut {cut}");
+    }
+}
+
+#[test]
+fn byte_at_a_time() {
+    let text = "ab€𝄞c";
+    let input = frame(true, TEXT, text.as_bytes());
+    let mut conn = server();
+    let chunks: Vec<&[u8]> = input.chunks(1).collect();
+    let fed = feed_chunks(&mut conn, &chunks);
+    assert_eq!(fed.events, [Ev::Text(text.into())]);
+    assert_eq!(fed.borrowed, [false]);
+    // Every read but the last consumed its byte without an event.
+    let mut conn = server();
+    for (i, byte) in input.iter().enumerate() {
+        let mut one = [*byte];
+        let (used, event) = conn.read(&mut one).unwrap();
+        assert_eq!(used, 1);
+        assert_eq!(event.is_some(), i == input.len() - 1, "byte {i}");
+    }
+}
+
+/// A message cut into `n` fragments of (nearly) equal size.
+fn fragmented(opcode: u8, payload: &[u8], n: usize) -> Vec<u8> {
+    let size = payload.len().div_ceil(n).max(1);
+    let mut chunks: Vec<&[u8]> = payload.chunks(size).collect();
+    chunks.resize(n, &[]);
+    let mut out = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let op = if i == 0 { opcode } else { CONT };
+        out.extend(frame(i == n - 1, op, c));
+    }
+    out
+}
+
+#[test]
+fn fragmented_messages_of_1_2_and_1000_fragments() {
+    // Multi-byte characters, so most fragment edges cut a character.
+    let text = "aé€𝄞".repeat(300);
+    let binary: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    for n in [1, 2, 3, 1000] {
+        let mut conn = server();
+        let input = fragmented(TEXT, text.as_bytes(), n);
+        let fed = feed(&mut conn, &input);
+        assert_eq!(fed.error, None, "{n} fragments");
+        assert_eq!(fed.events, [Ev::Text(text.clone())], "{n} fragments");
+        assert_eq!(fed.borrowed, [n == 1]);
+        let input = fragmented(BINARY, &binary, n);
+        let fed = feed(&mut conn, &input);
+        assert_eq!(fed.events, [Ev::Binary(binary.clone())], "{n} fragments");
+        assert_eq!(fed.borrowed, [n == 1]);
+        assert_eq!(conn.buffered_amount(), 0);
+    }
+}
+
+#[test]
+fn empty_fragments() {
+    let mut conn = server();
+    let mut input = frame(false, TEXT, b"");
+    input.extend(frame(false, CONT, b""));
+    input.extend(frame(false, CONT, b"ab"));
+    input.extend(frame(true, CONT, b""));
+    input.extend(frame(false, BINARY, b""));
+    input.extend(frame(true, CONT, b""));
+    assert_eq!(
+        events(&mut conn, &input),
+        [Ev::Text("ab".into()), Ev::Binary(vec![])]
+    );
+}
+
+#[test]
+fn assembled_buffers_are_owned_and_can_be_recycled() {
+    let mut conn = server();
+    let mut input = frame(false, BINARY, b"abc");
+    input.extend(frame(true, CONT, b"def"));
+    let (first, rest) = input.split_at_mut(9);
+    let (used, event) = conn.read(first).unwrap();
+    assert_eq!((used, event.is_none()), (9, true));
+    let (used, event) = conn.read(rest).unwrap();
+    assert_eq!(used, 9);
+    let Some(Event::Message(m)) = event else {
+        panic!()
+    };
+    assert!(!m.is_borrowed());
+    let buf = m.into_buffer().expect("owned");
+    assert_eq!(buf, b"abcdef");
+    conn.recycle(buf);
+    let mut input = frame(false, TEXT, b"x");
+    input.extend(frame(true, CONT, b"y"));
+    assert_eq!(events(&mut conn, &input), [Ev::Text("xy".into())]);
+}
+
+// ----------------------------------------------------------- control frames
+
+#[test]
+fn ping_between_fragments_is_answered_in_place() {
+    let mut conn = server();
+    let mut input = frame(false, TEXT, b"Hel");
+    input.extend(frame(true, PING, b"p1"));
+    input.extend(frame(false, CONT, b"l"));
+    input.extend(frame(true, PONG, b"q"));
+    input.extend(frame(true, CONT, b"o"));
+    assert_eq!(
+        events(&mut conn, &input),
+        [
+            Ev::Ping(b"p1".to_vec()),
+            Ev::Pong(b"q".to_vec()),
+            Ev::Text("Hello".into())
+        ]
+    );
+    assert_eq!(drain(&mut conn), [0x8a, 0x02, b'p', b'1']);
+}
+
+#[test]
+fn pong_echoes_the_ping_payload_exactly() {
+    let mut conn = server();
+    let mut input = frame(true, PING, b"Hello");
+    let (used, event) = conn.read(&mut input).unwrap();
+    assert_eq!(used, 11);
+    let Some(Event::Ping(p)) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(p.as_bytes(), b"Hello");
+    // RFC 6455 §5.7: an unmasked pong "Hello".
+    assert_eq!(drain(&mut conn), [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    // An empty ping.
+    assert_eq!(
+        events(&mut conn, &frame(true, PING, b"")),
+        [Ev::Ping(vec![])]
+    );
+    assert_eq!(drain(&mut conn), [0x8a, 0x00]);
+}
+
+#[test]
+fn unsolicited_pong_is_an_event_and_owes_nothing() {
+    let mut conn = server();
+    assert_eq!(
+        events(&mut conn, &frame(true, PONG, b"beat")),
+        [Ev::Pong(b"beat".to_vec())]
+    );
+    assert_eq!(conn.buffered_amount(), 0);
+    assert!(conn.is_open());
+}
+
+#[test]
+fn ten_pings_in_one_input_get_ten_pongs_in_order() {
+    let mut conn = server();
+    let mut input = Vec::new();
+    let mut expected_out = Vec::new();
+    let mut expected_events = Vec::new();
+    for i in 0..10u8 {
+        let payload = vec![i; i as usize * 3];
+        input.extend(frame(true, PING, &payload));
+        expected_out.push(0x8a);
+        expected_out.push(payload.len() as u8);
+        expected_out.extend_from_slice(&payload);
+        expected_events.push(Ev::Ping(payload));
+    }
+    assert_eq!(events(&mut conn, &input), expected_events);
+    assert_eq!(drain(&mut conn), expected_out);
+}
+
+#[test]
+fn ping_payload_limit_is_125() {
+    let payload = [0x5a; 125];
+    let mut conn = server();
+    assert_eq!(
+        events(&mut conn, &frame(true, PING, &payload)),
+        [Ev::Ping(payload.to_vec())]
+    );
+    let out = drain(&mut conn);
+    assert_eq!(out[..2], [0x8a, 0x7d]);
+    assert_eq!(out[2..], payload);
+    // 126 bytes: refused from the header alone, before any payload.
+    let mut conn = server();
+    let input = frame(true, PING, &[0x5a; 126]);
+    assert_eq!(input[..4], [0x89, 0xfe, 0x00, 0x7e]);
+    let e = fails(&mut conn, &input[..8]);
+    assert_failed(
+        &mut conn,
+        e,
+        ProtocolError::Frame(FrameError::ControlTooLong(126)),
+    );
+    // Pong and close alike.
+    fail_with(
+        &frame(true, PONG, &[0; 200]),
+        ProtocolError::Frame(FrameError::ControlTooLong(200)),
+    );
+    fail_with(
+        &frame(true, CLOSE, &[0x03; 126]),
+        ProtocolError::Frame(FrameError::ControlTooLong(126)),
+    );
+}
+
+#[test]
+fn fragmented_control_frames_are_1002() {
+    for op in [PING, PONG, CLOSE] {
+        fail_with(
+            &frame(false, op, b"x"),
+            ProtocolError::Frame(FrameError::FragmentedControl),
+        );
+    }
+    // Also inside a fragmented message.
+    let mut input = frame(false, TEXT, b"a");
+    input.extend(frame(false, PING, b""));
+    fail_with(&input, ProtocolError::Frame(FrameError::FragmentedControl));
+}
+
+// ------------------------------------------------------------ frame errors
+
+#[test]
+fn unmasked_client_frame_is_1002_with_exact_close_bytes() {
+    let mut conn = server();
+    let e = fails(&mut conn, &server_frame(TEXT, b"Hello"));
+    assert_eq!(e, ProtocolError::Frame(FrameError::Unmasked));
+    let mut expected = vec![0x88, 28, 0x03, 0xea];
+    expected.extend_from_slice(b"client frame is not masked");
+    assert_eq!(drain(&mut conn), expected);
+    for op in [BINARY, PING, CLOSE, CONT] {
+        fail_with(
+            &server_frame(op, b""),
+            ProtocolError::Frame(FrameError::Unmasked),
+        );
+    }
+}
+
+#[test]
+fn every_rsv_combination_is_1002() {
+    for rsv in 1..8u8 {
+        for op in [TEXT, BINARY, PING, CLOSE] {
+            let input = raw_frame(0x80 | (rsv << 4) | op, b"x\x03\xe8", Some(MASK));
+            fail_with(&input, ProtocolError::Frame(FrameError::ReservedBits(rsv)));
+        }
+        // On a continuation inside a message too.
+        let mut input = frame(false, TEXT, b"a");
+        input.extend(raw_frame(0x80 | (rsv << 4), b"b", Some(MASK)));
+        fail_with(&input, ProtocolError::Frame(FrameError::ReservedBits(rsv)));
+    }
+}
+
+#[test]
+fn every_reserved_opcode_is_1002_even_after_a_valid_message() {
+    for op in (3..=7).chain(11..=15) {
+        fail_with(
+            &frame(true, op, b""),
+            ProtocolError::Frame(FrameError::ReservedOpcode(op)),
+        );
+        fail_with(
+            &frame(false, op, b"abc"),
+            ProtocolError::Frame(FrameError::ReservedOpcode(op)),
+        );
+        let mut conn = server();
+        let mut input = frame(true, TEXT, b"ok");
+        input.extend(frame(true, op, b"abc"));
+        let fed = feed(&mut conn, &input);
+        assert_eq!(fed.events, [Ev::Text("ok".into())]);
+        assert_failed(
+            &mut conn,
+            fed.error.unwrap(),
+            ProtocolError::Frame(FrameError::ReservedOpcode(op)),
+        );
+    }
+}
+
+#[test]
+fn continuation_without_a_message_is_1002() {
+    fail_with(
+        &frame(true, CONT, b"x"),
+        ProtocolError::UnexpectedContinuation,
+    );
+    fail_with(
+        &frame(false, CONT, b"x"),
+        ProtocolError::UnexpectedContinuation,
+    );
+    // After a complete fragmented message.
+    let mut input = frame(false, TEXT, b"a");
+    input.extend(frame(true, CONT, b"b"));
+    input.extend(frame(true, CONT, b"c"));
+    let mut conn = server();
+    let fed = feed(&mut conn, &input);
+    assert_eq!(fed.events, [Ev::Text("ab".into())]);
+    assert_failed(
+        &mut conn,
+        fed.error.unwrap(),
+        ProtocolError::UnexpectedContinuation,
+    );
+}
+
+#[test]
+fn new_data_frame_inside_a_fragmented_message_is_1002() {
+    for (first, second) in [
+        (TEXT, TEXT),
+        (TEXT, BINARY),
+        (BINARY, TEXT),
+        (BINARY, BINARY),
+    ] {
+        for fin in [false, true] {
+            let mut input = frame(false, first, b"a");
+            input.extend(frame(fin, second, b"b"));
+            fail_with(&input, ProtocolError::ExpectedContinuation);
+        }
+    }
+}
+
+#[test]
+fn top_bit_of_64_bit_length_is_1002() {
+    let mut input = vec![0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0];
+    input.extend_from_slice(&MASK);
+    fail_with(&input, ProtocolError::Frame(FrameError::LengthTopBit));
+    // Decided from the 10 bytes of header, without the mask.
+    fail_with(&input[..10], ProtocolError::Frame(FrameError::LengthTopBit));
+}
+
+// ------------------------------------------------------------------- UTF-8
+
+#[test]
+fn invalid_utf8_is_1007() {
+    for bad in [
+        &b"\xff"[..],
+        b"\xc0\xaf",
+        b"ab\xed\xa0\x80cd",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+        b"abc\xf0\x9f\x98",
+    ] {
+        // Whole frame (the borrowed path) and split (the assembled path).
+        let input = frame(true, TEXT, bad);
+        fail_with(&input, ProtocolError::InvalidUtf8);
+        let mut conn = server();
+        let fed = feed_chunks(&mut conn, &[&input[..7], &input[7..]]);
+        assert_failed(&mut conn, fed.error.unwrap(), ProtocolError::InvalidUtf8);
+        // Fragmented.
+        fail_with(
+            &fragmented(TEXT, bad, bad.len()),
+            ProtocolError::InvalidUtf8,
+        );
+    }
+    // Binary messages carry any bytes.
+    let mut conn = server();
+    assert_eq!(
+        events(&mut conn, &frame(true, BINARY, b"\xff\xc0")),
+        [Ev::Binary(b"\xff\xc0".to_vec())]
+    );
+}
+
+#[test]
+fn exact_close_bytes_for_invalid_utf8() {
+    let mut conn = server();
+    assert_eq!(
+        fails(&mut conn, &frame(true, TEXT, b"\xff")),
+        ProtocolError::InvalidUtf8
+    );
+    let mut expected = vec![0x88, 2 + 22, 0x03, 0xef];
+    expected.extend_from_slice(b"text is not valid UTF-8");
+    expected[1] = expected.len() as u8 - 2;
+    assert_eq!(drain(&mut conn), expected);
+}
+
+#[test]
+fn invalid_utf8_fails_fast() {
+    // The first fragment alone: the bad byte is reported before the message
+    // (or even the frame) is complete.
+    let mut conn = server();
+    let e = fails(&mut conn, &frame(false, TEXT, b"hello \xc0 world"));
+    assert_failed(&mut conn, e, ProtocolError::InvalidUtf8);
+    // Only part of the first frame's payload: "\xed\xa0" is a surrogate.
+    let input = frame(false, TEXT, b"ok \xed\xa0\x80 and much more to come");
+    let mut conn = server();
+    let e = fails(&mut conn, &input[..6 + 5]);
+    assert_failed(&mut conn, e, ProtocolError::InvalidUtf8);
+    // In a later fragment, with the final one still to come.
+    let mut input = frame(false, TEXT, b"fine");
+    input.extend(frame(false, CONT, b"\xf8"));
+    let mut conn = server();
+    let e = fails(&mut conn, &input);
+    assert_failed(&mut conn, e, ProtocolError::InvalidUtf8);
+    // A sequence cut short is not an error until the message ends.
+    let mut conn = server();
+    let fed = feed(&mut conn, &frame(false, TEXT, b"\xf0\x9f"));
+    assert_eq!(fed, Fed::default());
+    let e = fails(&mut conn, &frame(true, CONT, b""));
+    assert_failed(&mut conn, e, ProtocolError::InvalidUtf8);
+}
+
+#[test]
+fn sequences_cut_across_fragments_are_fine() {
+    let text = "€𝄞é";
+    let bytes = text.as_bytes();
+    for a in 0..=bytes.len() {
+        for b in a..=bytes.len() {
+            let mut input = frame(false, TEXT, &bytes[..a]);
+            input.extend(frame(false, CONT, &bytes[a..b]));
+            input.extend(frame(true, CONT, &bytes[b..]));
+            let mut conn = server();
+            assert_eq!(
+                events(&mut conn, &input),
+                [Ev::Text(text.into())],
+                "{a} {b}"
+            );
+        }
+    }
+    // With a ping between the halves of a character.
+    let mut input = frame(false, TEXT, &bytes[..1]);
+    input.extend(frame(true, PING, b"\xff"));
+    input.extend(frame(true, CONT, &bytes[1..]));
+    let mut conn = server();
+    assert_eq!(
+        events(&mut conn, &input),
+        [Ev::Ping(vec![0xff]), Ev::Text(text.into())]
+    );
+}
+
+// ------------------------------------------------------------------- close
+
+#[test]
+fn close_without_payload_is_echoed_empty() {
+    let mut conn = server();
+    let mut input = frame(true, CLOSE, b"");
+    assert_eq!(input, [0x88, 0x80, 0x37, 0xfa, 0x21, 0x3d]);
+    let (used, event) = conn.read(&mut input).unwrap();
+    assert_eq!(used, 6);
+    let Some(Event::Close(c)) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(c.code, close_code::NO_STATUS);
+    assert_eq!(c.reason(), "");
+    assert!(conn.close_received());
+    assert!(conn.close_sent());
+    assert!(!conn.has_failed());
+    assert_eq!(drain(&mut conn), [0x88, 0x00]);
+    assert!(conn.is_finished());
+}
+
+#[test]
+fn close_code_only_is_echoed() {
+    let mut conn = server();
+    assert_eq!(
+        events(&mut conn, &frame(true, CLOSE, &[0x03, 0xe8])),
+        [Ev::Close(1000, String::new())]
+    );
+    assert_eq!(drain(&mut conn), [0x88, 0x02, 0x03, 0xe8]);
+}
+
+#[test]
+fn close_with_reason_echoes_the_code() {
+    let mut conn = server();
+    assert_eq!(
+        events(
+            &mut conn,
+            &frame(true, CLOSE, &close_payload(1001, "bye ✓".as_bytes()))
+        ),
+        [Ev::Close(1001, "bye ✓".into())]
+    );
+    assert_eq!(drain(&mut conn), [0x88, 0x02, 0x03, 0xe9]);
+}
+
+#[test]
+fn close_payload_of_125_bytes() {
+    let reason = "r".repeat(123);
+    let mut conn = server();
+    let input = frame(true, CLOSE, &close_payload(4000, reason.as_bytes()));
+    assert_eq!(input[1], 0x80 | 125);
+    assert_eq!(events(&mut conn, &input), [Ev::Close(4000, reason)]);
+    assert_eq!(drain(&mut conn), [0x88, 0x02, 0x0f, 0xa0]);
+}
+
+#[test]
+fn close_with_one_byte_is_1002() {
+    fail_with(&frame(true, CLOSE, &[0x03]), ProtocolError::CloseOneByte);
+}
+
+#[test]
+fn every_close_code() {
+    for code in (0..=5000u16).chain([5001, 9999, 65535]) {
+        let mut conn = server();
+        let fed = feed(&mut conn, &frame(true, CLOSE, &close_payload(code, b"why")));
+        if close_code::is_valid(code) {
+            assert_eq!(fed.error, None, "{code}");
+            assert_eq!(fed.events, [Ev::Close(code, "why".into())]);
+            let mut echo = vec![0x88, 0x02];
+            echo.extend_from_slice(&code.to_be_bytes());
+            assert_eq!(drain(&mut conn), echo, "{code}");
+            assert!(conn.is_finished());
+        } else {
+            assert_eq!(fed.events, []);
+            let e = fed.error.expect("invalid code");
+            assert_eq!(e, ProtocolError::InvalidCloseCode(code));
+            assert_eq!(e.close_code(), PROTOCOL);
+            let out = drain(&mut conn);
+            assert_eq!(out[..4], [0x88, out.len() as u8 - 2, 0x03, 0xea], "{code}");
+            assert_single_close(&out, PROTOCOL);
+            assert!(!conn.close_received());
+            assert!(conn.is_finished());
+        }
+    }
+}
+
+#[test]
+fn invalid_close_reason_is_1007() {
+    let mut conn = server();
+    let e = fails(
+        &mut conn,
+        &frame(true, CLOSE, &close_payload(1000, b"ok\xff")),
+    );
+    assert_eq!(e.close_code(), close_code::INVALID_PAYLOAD);
+    let mut expected = vec![0x88, 0, 0x03, 0xef];
+    expected.extend_from_slice(b"close reason is not valid UTF-8");
+    expected[1] = expected.len() as u8 - 2;
+    assert_eq!(drain(&mut conn), expected);
+    fail_with(
+        &frame(true, CLOSE, &close_payload(1000, b"\xe2\x82")),
+        ProtocolError::InvalidCloseReason,
+    );
+}
+
+#[test]
+fn data_after_the_peers_close_is_ignored() {
+    let mut conn = server();
+    let mut input = frame(true, CLOSE, &[0x03, 0xe8]);
+    let close_len = input.len();
+    input.extend(frame(true, TEXT, b"late"));
+    input.extend(frame(true, PING, b"late"));
+    input.extend([0xff; 10]); // garbage too
+    let (used, event) = conn.read(&mut input).unwrap();
+    assert_eq!(used, close_len);
+    assert_eq!(own(&event.unwrap()), Ev::Close(1000, String::new()));
+    let rest_len = input.len() - close_len;
+    let (used, event) = conn.read(&mut input[close_len..]).unwrap();
+    assert_eq!(used, rest_len);
+    assert!(event.is_none());
+    assert!(!conn.has_failed());
+    assert_eq!(drain(&mut conn), [0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(conn.send(Message::Text("x")), Err(SendError::Closing));
+    assert!(conn.is_finished());
+}
+
+#[test]
+fn close_while_a_fragmented_message_is_open() {
+    let mut conn = server();
+    let mut input = frame(false, TEXT, b"never");
+    input.extend(frame(true, CLOSE, &close_payload(1000, b"")));
+    input.extend(frame(true, CONT, b" finished"));
+    assert_eq!(events(&mut conn, &input), [Ev::Close(1000, String::new())]);
+    assert_eq!(drain(&mut conn), [0x88, 0x02, 0x03, 0xe8]);
+    assert!(conn.is_finished());
+}
+
+// ------------------------------------------------------- server-side close
+
+#[test]
+fn server_never_sends_after_its_close() {
+    let mut conn = server();
+    conn.close(1000, "bye").unwrap();
+    assert!(!conn.is_open());
+    assert!(conn.close_sent());
+    assert_eq!(conn.send(Message::Text("x")), Err(SendError::Closing));
+    assert_eq!(conn.send(Message::Binary(b"x")), Err(SendError::Closing));
+    assert_eq!(conn.ping(b"x"), Err(SendError::Closing));
+    assert_eq!(conn.close(1000, ""), Err(SendError::Closing));
+    let shared = encode_shared(Message::Text("all"));
+    assert_eq!(conn.send_shared(&shared), Err(SendError::Closing));
+    assert_eq!(drain(&mut conn), [0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e']);
+    assert!(!conn.is_finished(), "waiting for the peer's close");
+    // The peer keeps talking: data is discarded (even invalid text and
+    // continuations of nothing), pings are reported but not answered.
+    let mut input = frame(true, TEXT, b"late");
+    input.extend(frame(true, TEXT, b"\xff"));
+    input.extend(frame(true, CONT, b"x"));
+    input.extend(frame(false, BINARY, b"x"));
+    input.extend(frame(true, PING, b"p"));
+    input.extend(frame(true, PONG, b"q"));
+    assert_eq!(
+        events(&mut conn, &input),
+        [Ev::Ping(b"p".to_vec()), Ev::Pong(b"q".to_vec())]
+    );
+    assert_eq!(conn.buffered_amount(), 0);
+    assert!(!conn.is_finished());
+    // Its close completes the handshake; nothing is echoed.
+    assert_eq!(
+        events(&mut conn, &frame(true, CLOSE, &[0x03, 0xe8])),
+        [Ev::Close(1000, String::new())]
+    );
+    assert_eq!(conn.buffered_amount(), 0);
+    assert!(conn.close_received());
+    assert!(conn.is_finished());
+    assert!(!conn.has_failed());
+}
+
+#[test]
+fn server_close_arguments_are_checked() {
+    let mut conn = server();
+    for code in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000, 65535] {
+        assert_eq!(conn.close(code, ""), Err(SendError::InvalidCloseCode(code)));
+    }
+    assert_eq!(
+        conn.close(1000, &"x".repeat(124)),
+        Err(SendError::ControlTooLong)
+    );
+    assert_eq!(conn.ping(&[0; 126]), Err(SendError::ControlTooLong));
+    assert_eq!(conn.buffered_amount(), 0);
+    assert!(conn.is_open());
+    conn.ping(&[7; 125]).unwrap();
+    conn.close(4999, &"x".repeat(123)).unwrap();
+    let out = drain(&mut conn);
+    let f = frames(&out);
+    assert_eq!(f.len(), 2);
+    assert_eq!((f[0].b0, f[0].payload.clone()), (0x89, vec![7; 125]));
+    assert_eq!(f[1].b0, 0x88);
+    assert_eq!(f[1].payload.len(), 125);
+    assert_eq!(f[1].payload[..2], [0x13, 0x87]);
+}
+
+#[test]
+fn a_peer_error_after_the_servers_close_queues_nothing_more() {
+    let mut conn = server();
+    conn.close(1001, "").unwrap();
+    drain(&mut conn);
+    let e = fails(&mut conn, &frame(true, 0x3, b""));
+    assert_eq!(e, ProtocolError::Frame(FrameError::ReservedOpcode(3)));
+    assert!(conn.has_failed());
+    assert_eq!(conn.buffered_amount(), 0);
+    assert!(conn.is_finished());
+}
+
+// ---------------------------------------------------------------- finished
+
+#[test]
+fn is_finished_waits_for_the_last_byte() {
+    let mut conn = server();
+    assert!(!conn.is_finished());
+    conn.send(Message::Text("hi")).unwrap();
+    events(&mut conn, &frame(true, CLOSE, &[0x03, 0xe8]));
+    assert_eq!(conn.buffered_amount(), 4 + 4);
+    // Written in part: not yet.
+    conn.outgoing().consume(7);
+    assert_eq!(conn.buffered_amount(), 1);
+    assert!(!conn.is_finished());
+    assert_eq!(conn.outgoing().front(), [0xe8]);
+    conn.outgoing().consume(1);
+    assert!(conn.is_finished());
+    // After a protocol error likewise.
+    let mut conn = server();
+    fails(&mut conn, &frame(true, CONT, b""));
+    assert!(!conn.is_finished());
+    let n = conn.buffered_amount();
+    conn.outgoing().consume(n - 1);
+    assert!(!conn.is_finished());
+    conn.outgoing().consume(1);
+    assert!(conn.is_finished());
+    // A close the server started is not finished without the peer's.
+    let mut conn = server();
+    conn.close(1000, "").unwrap();
+    drain(&mut conn);
+    assert!(!conn.is_finished());
+}
+
+// ------------------------------------------------------------------ limits
+
+fn limited(max_frame: usize, max_message: usize) -> Connection {
+    let mut config = Config::default();
+    config.max_frame_size = max_frame;
+    config.max_message_size = max_message;
+    Connection::new(Role::Server, &config)
+}
+
+#[test]
+fn frame_over_max_frame_size_is_1009_from_the_header() {
+    let mut conn = limited(1000, 1 << 20);
+    let ok = frame(true, BINARY, &[1; 1000]);
+    assert_eq!(events(&mut conn, &ok), [Ev::Binary(vec![1; 1000])]);
+    // Only the 8-byte header of a 1001-byte frame.
+    let header = header(0x82, 1001, Some(MASK));
+    assert_eq!(header, [0x82, 0xfe, 0x03, 0xe9, 0x37, 0xfa, 0x21, 0x3d]);
+    let e = fails(&mut conn, &header);
+    assert_eq!(
+        e,
+        ProtocolError::FrameTooBig {
+            size: 1001,
+            limit: 1000
+        }
+    );
+    let out = drain(&mut conn);
+    assert_eq!(out[..4], [0x88, out.len() as u8 - 2, 0x03, 0xf1]);
+    assert_eq!(
+        assert_single_close(&out, close_code::MESSAGE_TOO_BIG),
+        "frame payload of 1001 bytes exceeds the limit of 1000"
+    );
+    assert!(conn.is_finished());
+    // A non-first fragment too, and a huge 64-bit announcement with the
+    // default limits.
+    let mut input = frame(false, TEXT, b"a");
+    input.extend(self::header(0x80, 1001, Some(MASK)));
+    let mut conn = limited(1000, 1 << 20);
+    let e = fails(&mut conn, &input);
+    assert_failed(
+        &mut conn,
+        e,
+        ProtocolError::FrameTooBig {
+            size: 1001,
+            limit: 1000,
+        },
+    );
+    let mut conn = server();
+    let e = fails(&mut conn, &self::header(0x82, 1 << 62, Some(MASK)));
+    assert_failed(
+        &mut conn,
+        e,
+        ProtocolError::FrameTooBig {
+            size: 1 << 62,
+            limit: 16 << 20,
+        },
+    );
+}
+
+#[test]
+fn fragments_past_max_message_size_are_1009() {
+    let mut conn = limited(1 << 20, 1000);
+    // Up to the limit exactly: fine.
+    let mut input = frame(false, BINARY, &[1; 600]);
+    input.extend(frame(true, CONT, &[2; 400]));
+    let mut expected = vec![1; 600];
+    expected.extend([2; 400]);
+    assert_eq!(events(&mut conn, &input), [Ev::Binary(expected)]);
+    // One byte over, refused at the second fragment's header.
+    let mut input = frame(false, TEXT, &[b'a'; 600]);
+    input.extend(header(0x80, 401, Some(MASK)));
+    let e = fails(&mut conn, &input);
+    assert_failed(
+        &mut conn,
+        e,
+        ProtocolError::MessageTooBig {
+            size: 1001,
+            limit: 1000,
+        },
+    );
+    // A single frame over the message limit but under the frame limit.
+    let mut conn = limited(1 << 20, 1000);
+    let e = fails(&mut conn, &header(0x82, 1001, Some(MASK)));
+    assert_failed(
+        &mut conn,
+        e,
+        ProtocolError::MessageTooBig {
+            size: 1001,
+            limit: 1000,
+        },
+    );
+    // Control frames between fragments do not count.
+    let mut conn = limited(1 << 20, 10);
+    let mut input = frame(false, TEXT, b"01234");
+    input.extend(frame(true, PING, &[0; 100]));
+    input.extend(frame(true, CONT, b"56789"));
+    assert_eq!(
+        events(&mut conn, &input),
+        [Ev::Ping(vec![0; 100]), Ev::Text("0123456789".into())]
+    );
+}
+
+// ------------------------------------------------------------- client role
+
+#[test]
+fn client_frames_are_masked_and_round_trip_through_a_server() {
+    let mut client = Connection::new(Role::Client, &Config::default());
+    let mut server = server();
+    let big: Vec<u8> = (0..70000u32).map(|i| (i % 253) as u8).collect();
+    let messages: [(Message<'_>, Ev); 4] = [
+        (Message::Text("hello"), Ev::Text("hello".into())),
+        (Message::Text(""), Ev::Text(String::new())),
+        (
+            Message::Binary(&big[..200]),
+            Ev::Binary(big[..200].to_vec()),
+        ),
+        (Message::Binary(&big), Ev::Binary(big.clone())),
+    ];
+    for (msg, ev) in &messages {
+        client.send(*msg).unwrap();
+        let wire = drain(&mut client);
+        let f = frames(&wire);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].masked, "client frames are masked");
+        assert_eq!(
+            f[0].b0,
+            if matches!(msg, Message::Text(_)) {
+                0x81
+            } else {
+                0x82
+            }
+        );
+        assert_eq!(f[0].payload, msg.as_bytes());
+        // The server decodes it and echoes it.
+        assert_eq!(events(&mut server, &wire), std::slice::from_ref(ev));
+        server.send(*msg).unwrap();
+        let echo = drain(&mut server);
+        assert!(!frames(&echo)[0].masked);
+        assert_eq!(events(&mut client, &echo), std::slice::from_ref(ev));
+    }
+    // Ping from the client: masked; the server's pong comes back to it.
+    client.ping(b"are you there").unwrap();
+    let wire = drain(&mut client);
+    assert_eq!(wire[..2], [0x89, 0x80 | 13]);
+    assert_eq!(
+        events(&mut server, &wire),
+        [Ev::Ping(b"are you there".to_vec())]
+    );
+    let pong = drain(&mut server);
+    assert_eq!(pong[..2], [0x8a, 13]);
+    assert_eq!(
+        events(&mut client, &pong),
+        [Ev::Pong(b"are you there".to_vec())]
+    );
+    // The client's server-initiated ping is answered with a masked pong.
+    server.ping(b"srv").unwrap();
+    let wire = drain(&mut server);
+    assert_eq!(events(&mut client, &wire), [Ev::Ping(b"srv".to_vec())]);
+    let pong = drain(&mut client);
+    assert!(frames(&pong)[0].masked);
+    assert_eq!(events(&mut server, &pong), [Ev::Pong(b"srv".to_vec())]);
+    // Close from the client, echoed by the server, received by the client.
+    client.close(1000, "done").unwrap();
+    let wire = drain(&mut client);
+    assert_eq!(wire[..2], [0x88, 0x80 | 6]);
+    assert_eq!(events(&mut server, &wire), [Ev::Close(1000, "done".into())]);
+    let echo = drain(&mut server);
+    assert_eq!(echo, [0x88, 0x02, 0x03, 0xe8]);
+    assert!(server.is_finished());
+    assert_eq!(events(&mut client, &echo), [Ev::Close(1000, String::new())]);
+    assert!(client.close_received());
+    assert_eq!(client.buffered_amount(), 0);
+}
+
+#[test]
+fn client_rejects_masked_frames_and_cannot_send_shared() {
+    let mut client = Connection::new(Role::Client, &Config::default());
+    let shared = encode_shared(Message::Text("x"));
+    assert_eq!(
+        client.send_shared(&shared),
+        Err(SendError::SharedNeedsServer)
+    );
+    let e = fails(&mut client, &frame(true, TEXT, b"masked"));
+    assert_eq!(e, ProtocolError::Frame(FrameError::Masked));
+    let out = drain(&mut client);
+    let f = frames(&out);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].masked);
+    assert_eq!(f[0].b0, 0x88);
+    assert_eq!(f[0].payload[..2], [0x03, 0xea]);
+    assert_eq!(&f[0].payload[2..], b"server frame is masked");
+}
+
+#[test]
+fn shared_frames_are_queued_in_order() {
+    let shared: Arc<[u8]> = encode_shared(Message::Text("Hello"));
+    assert_eq!(&shared[..], b"\x81\x05Hello");
+    let big = encode_shared(Message::Binary(&[9; 300]));
+    assert_eq!(big[..4], [0x82, 126, 0x01, 0x2c]);
+    let mut conn = server();
+    conn.send(Message::Text("a")).unwrap();
+    conn.send_shared(&shared).unwrap();
+    conn.send(Message::Binary(b"b")).unwrap();
+    assert_eq!(Arc::strong_count(&shared), 2);
+    assert_eq!(conn.buffered_amount(), 3 + 7 + 3);
+    assert_eq!(drain(&mut conn), b"\x81\x01a\x81\x05Hello\x82\x01b");
+    assert_eq!(Arc::strong_count(&shared), 1);
+}
+
+// ------------------------------------------------------- outgoing queue
+
+/// `front` is what a writer hands to the socket: it is never empty while
+/// bytes are queued, whatever was pushed before them.
+#[test]
+fn outgoing_front_is_never_empty_while_bytes_are_queued() {
+    let shared = encode_shared(Message::Text("EF"));
+    let mut conn = server();
+    conn.outgoing().push(b"");
+    assert!(conn.outgoing().is_empty());
+    conn.send_shared(&shared).unwrap();
+    conn.outgoing().push(b"");
+    conn.send(Message::Binary(b"g")).unwrap();
+    assert_eq!(conn.buffered_amount(), 4 + 3);
+    assert_eq!(conn.outgoing().front(), b"\x81\x02EF");
+    assert_eq!(drain(&mut conn), b"\x81\x02EF\x82\x01g");
+    // Written a byte at a time, across chunk edges.
+    conn.send(Message::Text("ab")).unwrap();
+    conn.send_shared(&shared).unwrap();
+    conn.outgoing().push(b"xyz");
+    let mut written = Vec::new();
+    while !conn.outgoing().is_empty() {
+        let q = conn.outgoing();
+        let front = q.front();
+        assert!(!front.is_empty());
+        written.push(front[0]);
+        q.consume(1);
+    }
+    assert_eq!(written, b"\x81\x02ab\x81\x02EFxyz");
+}
+
+#[test]
+fn push_front_puts_a_response_before_queued_frames() {
+    let mut conn = server();
+    conn.send(Message::Text("first")).unwrap();
+    conn.outgoing().push_front(Vec::new());
+    conn.outgoing()
+        .push_front(b"HTTP/1.1 101 ...\r\n\r\n".to_vec());
+    assert_eq!(conn.buffered_amount(), 20 + 7);
+    assert_eq!(drain(&mut conn), b"HTTP/1.1 101 ...\r\n\r\n\x81\x05first");
+}
+
+#[test]
+fn close_code_sent_reports_what_went_out() {
+    let mut conn = server();
+    assert_eq!(conn.close_code_sent(), None);
+    conn.close(4001, "x").unwrap();
+    assert_eq!(conn.close_code_sent(), Some(4001));
+    // An echo of an empty close counts as 1005; of a coded one, that code.
+    let mut conn = server();
+    events(&mut conn, &frame(true, CLOSE, b""));
+    assert_eq!(conn.close_code_sent(), Some(close_code::NO_STATUS));
+    let mut conn = server();
+    events(&mut conn, &frame(true, CLOSE, &[0x0b, 0xb8]));
+    assert_eq!(conn.close_code_sent(), Some(3000));
+    // A failure: the error's code.
+    let mut conn = server();
+    fails(&mut conn, &frame(true, TEXT, b"\xff"));
+    assert_eq!(conn.close_code_sent(), Some(close_code::INVALID_PAYLOAD));
+    // A peer close after ours does not change it.
+    let mut conn = server();
+    conn.close(1001, "").unwrap();
+    events(&mut conn, &frame(true, CLOSE, &[0x03, 0xe8]));
+    assert_eq!(conn.close_code_sent(), Some(1001));
+}
