@@ -35,7 +35,7 @@ use crate::frame::{
 };
 use crate::mask::apply_mask;
 use crate::send_queue::SendQueue;
-use crate::utf8::{assume_valid, Utf8Validator};
+use crate::utf8::{assume_valid, truncate, Utf8Validator};
 
 /// A returned message buffer is kept for the next message only up to this
 /// capacity, so one large message does not pin memory on an idle connection.
@@ -578,10 +578,7 @@ impl Connection {
         self.assembly = Vec::new();
         if !self.close_sent {
             let reason = e.to_string();
-            let _ = self.close(
-                e.close_code(),
-                truncate_utf8(&reason, MAX_CONTROL_PAYLOAD - 2),
-            );
+            let _ = self.close(e.close_code(), truncate(&reason, MAX_CONTROL_PAYLOAD - 2));
         }
     }
 
@@ -773,18 +770,6 @@ fn parse_close(payload: ControlPayload) -> Result<CloseFrame, ProtocolError> {
         code,
         reason: payload,
     })
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn random_seed() -> u64 {

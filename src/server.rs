@@ -41,6 +41,7 @@ use crate::handshake::{self, HandshakeError, Parsed};
 use crate::protocol::{Connection, Event};
 use crate::send_queue::SendQueue;
 use crate::timers::{Due, Timers};
+use crate::utf8::truncate;
 
 /// The loop's one read buffer, shared by every client.
 const SCRATCH_SIZE: usize = 64 * 1024;
@@ -239,7 +240,7 @@ impl<D> Core<D> {
         let Phase::Open(conn) = &mut client.phase else {
             return false;
         };
-        let reason = truncate(reason, 123);
+        let reason = truncate(reason, crate::frame::MAX_CONTROL_PAYLOAD - 2);
         if conn.close(code, reason).is_err() {
             return false;
         }
@@ -255,17 +256,6 @@ impl<D> Core<D> {
         self.mark_dirty(key);
         self.arm(key);
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Requests a running server to shut down, from any thread (or a signal

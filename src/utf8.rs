@@ -103,6 +103,19 @@ impl Utf8Validator {
     }
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary (close reasons must fit in a control frame).
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Views bytes that the protocol already validated as UTF-8 as `&str`.
 ///
 /// Callers must only pass bytes that passed a [`Utf8Validator`] (fed and

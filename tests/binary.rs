@@ -15,6 +15,11 @@ use tungstenite::client::ClientRequestBuilder;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message, WebSocket};
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::run_with_deadline;
+
 const BIN: &str = env!("CARGO_BIN_EXE_wsloop");
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,40 +146,18 @@ impl Drop for Wsloop {
 
 /// Runs the binary to its end with `args`: (status, stdout, stderr).
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("WSLOOP_LISTEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wsloop {args:?} did not exit within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (status, out.join().unwrap(), err.join().unwrap())
+    let done = run_with_deadline(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("WSLOOP_LISTEN")
+            .stdin(Stdio::null()),
+        TIMEOUT,
+    );
+    let status = done
+        .status
+        .unwrap_or_else(|| panic!("wsloop {args:?} did not exit within 10 s"));
+    (status, done.stdout, done.stderr)
 }
 
 fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ws {
@@ -269,14 +252,27 @@ fn get(addr: SocketAddr, path: &str) -> String {
     )
 }
 
-fn upgrade(addr: SocketAddr, path: &str, extra: &str) -> String {
-    raw(
-        addr,
-        &format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-        ),
+/// A WebSocket upgrade request for `path`, with `extra` header lines.
+fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
+}
+
+fn upgrade(addr: SocketAddr, path: &str, extra: &str) -> String {
+    raw(addr, &upgrade_request(addr, path, extra))
+}
+
+/// A raw connection that has sent an upgrade request for `path` (and read
+/// nothing yet), with the read timeout set.
+fn raw_upgrade(addr: SocketAddr, path: &str, extra: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+        .write_all(upgrade_request(addr, path, extra).as_bytes())
+        .unwrap();
+    stream
 }
 
 fn status(answer: &str) -> u16 {
@@ -346,14 +342,7 @@ fn plain_http_gets_the_page_404_405_and_426() {
 /// The status of an upgrade answer, read as soon as its head is in (a 101
 /// keeps the connection open).
 fn raw_upgrade_status(addr: SocketAddr, path: &str, extra: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-    .unwrap();
+    let mut stream = raw_upgrade(addr, path, extra);
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).unwrap();
     std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
@@ -622,14 +611,7 @@ fn chat_reaches_every_chat_client_and_no_one_else() {
 #[test]
 fn protocol_errors_are_logged_at_warn() {
     let server = Wsloop::start(&[]);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(
-        stream,
-        "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    let mut stream = raw_upgrade(server.addr, "/echo", "");
     // An unmasked client frame (RFC 6455 §5.1): close 1002.
     stream.write_all(b"\x81\x02hi").unwrap();
     let mut answer = Vec::new();
@@ -825,14 +807,7 @@ fn sigint_exits_0_within_the_close_timeout_despite_a_silent_client() {
     let mut server = Wsloop::start(&[]);
     let mut polite = server.ws("/echo");
     // A client that completes the handshake and then never answers.
-    let mut silent = TcpStream::connect(server.addr).unwrap();
-    silent.set_read_timeout(Some(TIMEOUT)).unwrap();
-    write!(
-        silent,
-        "GET /push HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
+    let mut silent = raw_upgrade(server.addr, "/push", "");
     server.wait_log(&["/push opened as"], 1);
 
     let start = Instant::now();

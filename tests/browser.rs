@@ -9,21 +9,16 @@
 //! Screenshots: `target/browser-screenshot.png` (1280x800) and
 //! `target/browser-screenshot-phone.png` (390x844).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Kills and reaps the child when the test ends, however it ends.
-struct Reaper(Child);
+#[path = "support/process.rs"]
+mod process;
 
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use process::{run_with_deadline, Reaper};
 
 fn missing_peer(what: &str) {
     let required = std::env::var("WSLOOP_REQUIRE_PEERS").is_ok_and(|v| v == "1");
@@ -119,43 +114,17 @@ fn page_works_in_headless_chromium() {
     let _ = std::fs::remove_file(&shot);
     let _ = std::fs::remove_file(&phone);
 
-    let mut driver = Command::new("node")
-        .arg(driver_dir.join("drive.mjs"))
-        .arg(format!("http://{addr}/"))
-        .arg(&shot)
-        .arg(&phone)
-        .env("WSLOOP_CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    let mut out = driver.stdout.take().expect("stdout");
-    let mut err = driver.stderr.take().expect("stderr");
-    let mut driver = Reaper(driver);
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = driver.0.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    drop(driver); // kills it if it is still running, so the pipes close
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let driver = run_with_deadline(
+        Command::new("node")
+            .arg(driver_dir.join("drive.mjs"))
+            .arg(format!("http://{addr}/"))
+            .arg(&shot)
+            .arg(&phone)
+            .env("WSLOOP_CHROMIUM", &chromium)
+            .stdin(Stdio::null()),
+        Duration::from_secs(180),
+    );
+    let (status, out, err) = (driver.status, driver.stdout, driver.stderr);
     eprintln!("--- drive.mjs stdout ---\n{out}--- drive.mjs stderr ---\n{err}");
     let status = status.expect("the browser scenario took longer than 180 s");
     assert!(status.success(), "the browser scenario failed ({status})");

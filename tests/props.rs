@@ -7,64 +7,19 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use wsloop::frame::{decode_header, Decoded, FrameHeader, MAX_HEADER_LEN};
-use wsloop::protocol::{Connection, Event, Message, ProtocolError};
+use wsloop::protocol::{Connection, Event, ProtocolError};
 use wsloop::utf8::Utf8Validator;
 use wsloop::{Config, Role};
 
+#[path = "support/sansio.rs"]
+mod sansio;
+
+use sansio::{encode_frame, own, raw_frame, Ev};
+
 // ------------------------------------------------------------------ helpers
 
-/// A client frame with `b0` as first byte, announcing `len` payload bytes
-/// (normally `payload.len()`), masked with `mask` if given.
-fn encode_frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>, len: u64) -> Vec<u8> {
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut out = vec![b0];
-    if len < 126 {
-        out.push(mask_bit | len as u8);
-    } else if len <= 0xffff {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    match mask {
-        Some(m) => {
-            out.extend_from_slice(&m);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
 fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    encode_frame(
-        (u8::from(fin) << 7) | opcode,
-        payload,
-        Some(mask),
-        payload.len() as u64,
-    )
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ev {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(u16, String),
-}
-
-fn own(event: &Event<'_>) -> Ev {
-    match event {
-        Event::Message(m) => match m.message() {
-            Message::Text(s) => Ev::Text(s.to_owned()),
-            Message::Binary(b) => Ev::Binary(b.to_vec()),
-        },
-        Event::Ping(p) => Ev::Ping(p.as_bytes().to_vec()),
-        Event::Pong(p) => Ev::Pong(p.as_bytes().to_vec()),
-        Event::Close(c) => Ev::Close(c.code, c.reason().to_owned()),
-    }
+    raw_frame((u8::from(fin) << 7) | opcode, payload, Some(mask))
 }
 
 /// What a run produced: events, whether each message was borrowed, the
@@ -147,6 +102,35 @@ fn positions(indices: &[Index], len: usize) -> Vec<usize> {
 
 fn every_byte(len: usize) -> Vec<usize> {
     (1..len).collect()
+}
+
+/// Runs `wire` again on fresh connections with `config`, cut at
+/// `chunk_cuts` and, if it is at most `byte_at_a_time_up_to` long, a byte at
+/// a time: each run must give exactly `whole`'s events, error and output.
+fn check_any_chunking(
+    whole: &Outcome,
+    wire: &[u8],
+    chunk_cuts: &[Index],
+    byte_at_a_time_up_to: usize,
+    config: &Config,
+    max_message: usize,
+) -> Result<(), TestCaseError> {
+    let mut chunkings = vec![positions(chunk_cuts, wire.len())];
+    if wire.len() <= byte_at_a_time_up_to {
+        chunkings.push(every_byte(wire.len()));
+    }
+    for cuts in chunkings {
+        let chunked = run(
+            &mut Connection::new(Role::Server, config),
+            wire,
+            &cuts,
+            max_message,
+        );
+        prop_assert_eq!(&chunked.events, &whole.events);
+        prop_assert_eq!(&chunked.error, &whole.error);
+        prop_assert_eq!(&chunked.out, &whole.out);
+    }
+    Ok(())
 }
 
 /// The frames a server sends, unmasked: (first byte, payload).
@@ -307,22 +291,14 @@ fn check_message_case(case: &MessageCase) -> Result<(), TestCaseError> {
     prop_assert_eq!(server_frames(&whole.out), expected_out);
     // Fed whole, a message is lent out exactly when it is one frame.
     prop_assert_eq!(&whole.borrowed, &vec![fragments == 1]);
-    let mut chunkings = vec![positions(&case.chunk_cuts, wire.len())];
-    if wire.len() <= 2048 {
-        chunkings.push(every_byte(wire.len()));
-    }
-    for cuts in chunkings {
-        let chunked = run(
-            &mut Connection::new(Role::Server, &Config::default()),
-            &wire,
-            &cuts,
-            max,
-        );
-        prop_assert_eq!(&chunked.error, &None);
-        prop_assert_eq!(&chunked.events, &whole.events);
-        prop_assert_eq!(&chunked.out, &whole.out);
-    }
-    Ok(())
+    check_any_chunking(
+        &whole,
+        &wire,
+        &case.chunk_cuts,
+        2048,
+        &Config::default(),
+        max,
+    )
 }
 
 proptest! {
@@ -606,12 +582,14 @@ fn stream() -> impl Strategy<Value = Vec<FrameSpec>> {
     vec(unit, 0..10).prop_map(|units| units.concat())
 }
 
-fn spec_bytes(specs: &[FrameSpec]) -> Vec<u8> {
+/// The frames of `specs` on the wire, then `noise`.
+fn spec_bytes_then(specs: &[FrameSpec], noise: &[u8]) -> Vec<u8> {
     let mut wire = Vec::new();
     for s in specs {
         let len = s.announce.unwrap_or(s.payload.len() as u64);
         wire.extend(encode_frame(s.b0, &s.payload, s.mask, len));
     }
+    wire.extend_from_slice(noise);
     wire
 }
 
@@ -636,22 +614,7 @@ fn check_arbitrary(wire: &[u8], chunk_cuts: &[Index]) -> Result<(), TestCaseErro
         server_frames(&whole.out),
         expected_output(&whole.events, whole.error.as_ref())
     );
-    let mut chunkings = vec![positions(chunk_cuts, wire.len())];
-    if wire.len() <= 600 {
-        chunkings.push(every_byte(wire.len()));
-    }
-    for cuts in chunkings {
-        let chunked = run(
-            &mut Connection::new(Role::Server, &config),
-            wire,
-            &cuts,
-            SMALL_MESSAGE,
-        );
-        prop_assert_eq!(&chunked.events, &whole.events);
-        prop_assert_eq!(&chunked.error, &whole.error);
-        prop_assert_eq!(&chunked.out, &whole.out);
-    }
-    Ok(())
+    check_any_chunking(&whole, wire, chunk_cuts, 600, &config, SMALL_MESSAGE)
 }
 
 proptest! {
@@ -674,9 +637,7 @@ proptest! {
         noise in vec(any::<u8>(), 0..32),
         cuts in vec(any::<Index>(), 0..12),
     ) {
-        let mut wire = spec_bytes(&specs);
-        wire.extend_from_slice(&noise);
-        check_arbitrary(&wire, &cuts)?;
+        check_arbitrary(&spec_bytes_then(&specs, &noise), &cuts)?;
     }
 
     /// (d) Plausible frames (valid, subtly invalid, over the limits), then
@@ -687,9 +648,7 @@ proptest! {
         noise in vec(any::<u8>(), 0..32),
         cuts in vec(any::<Index>(), 0..12),
     ) {
-        let mut wire = spec_bytes(&specs);
-        wire.extend_from_slice(&noise);
-        check_arbitrary(&wire, &cuts)?;
+        check_arbitrary(&spec_bytes_then(&specs, &noise), &cuts)?;
     }
 
     /// (d) Noise after a valid prefix that left a fragmented message open.

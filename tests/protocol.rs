@@ -7,6 +7,11 @@ use wsloop::frame::{close_code, FrameError};
 use wsloop::protocol::{encode_shared, Connection, Event, Message, ProtocolError, SendError};
 use wsloop::{Config, Role};
 
+#[path = "support/sansio.rs"]
+mod sansio;
+
+use sansio::{header, own, raw_frame, Ev};
+
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 const CONT: u8 = 0x0;
@@ -15,35 +20,6 @@ const BINARY: u8 = 0x2;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
-
-/// The header of a frame with `b0` as its first byte, written out by hand
-/// (independently of `wsloop::frame`) in the minimal length form.
-fn header(b0: u8, len: usize, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut out = vec![b0];
-    if len < 126 {
-        out.push(mask_bit | len as u8);
-    } else if len <= 0xffff {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    if let Some(m) = mask {
-        out.extend_from_slice(&m);
-    }
-    out
-}
-
-fn raw_frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = header(b0, payload.len(), mask);
-    match mask {
-        Some(m) => out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4])),
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
 
 /// A masked client frame.
 fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -63,34 +39,6 @@ fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
 
 fn server() -> Connection {
     Connection::new(Role::Server, &Config::default())
-}
-
-/// An event with its payload copied out of the input it borrows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ev {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(u16, String),
-}
-
-fn own(event: &Event<'_>) -> Ev {
-    match event {
-        Event::Message(m) => match m.message() {
-            Message::Text(s) => {
-                assert!(m.is_text());
-                Ev::Text(s.to_owned())
-            }
-            Message::Binary(b) => {
-                assert!(!m.is_text());
-                Ev::Binary(b.to_vec())
-            }
-        },
-        Event::Ping(p) => Ev::Ping(p.as_bytes().to_vec()),
-        Event::Pong(p) => Ev::Pong(p.as_bytes().to_vec()),
-        Event::Close(c) => Ev::Close(c.code, c.reason().to_owned()),
-    }
 }
 
 /// What feeding some bytes produced.

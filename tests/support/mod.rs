@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -787,43 +789,19 @@ pub fn in_child() -> bool {
 /// `ulimit -n {nofile}` (for tests that need a higher or lower descriptor
 /// limit than the harness has), and asserts it passed within `within`.
 pub fn run_in_child(name: &str, nofile: u64, within: Duration) {
-    use std::process::{Command, Stdio};
     let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")])
-        .arg(exe)
-        .args(["--exact", name, "--test-threads=1", "--nocapture"])
-        .env(CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Drain the pipes in threads so a chatty child cannot block on them.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child running {name} did not finish within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let done = process::run_with_deadline(
+        std::process::Command::new("/bin/sh")
+            .args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")])
+            .arg(exe)
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(CHILD_ENV, "1"),
+        within,
+    );
+    let status = done
+        .status
+        .unwrap_or_else(|| panic!("the child running {name} did not finish within {within:?}"));
+    let (out, err) = (done.stdout, done.stderr);
     assert!(
         status.success(),
         "child running {name} failed:\n{out}\n{err}"
