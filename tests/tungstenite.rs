@@ -1,5 +1,10 @@
 //! Interoperability with an independent client: `tungstenite` (blocking)
-//! against the server running `run()` in its own thread.
+//! against the server running `run()` in its own thread. The Rust peer of
+//! the interoperability checks (see also `interop_python.rs` and
+//! `interop_node.rs`): echoes at every length form (0 B, 1 KiB, 1 MiB and
+//! 16 MiB among them), a client-fragmented message, ping/pong, the client's
+//! close code and reason seen by the handler, the server's close seen by
+//! the client, subprotocol negotiation.
 
 mod support;
 
@@ -8,7 +13,8 @@ use std::time::Duration;
 
 use support::*;
 use tungstenite::client::ClientRequestBuilder;
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 use wsloop::Config;
@@ -61,7 +67,7 @@ fn echoes_text_and_binary_of_every_length_form() {
     let (rec, log) = Rec::new();
     let mut server = Running::start(Config::default(), rec);
     let mut ws = connect(server.addr, "/echo");
-    for len in [0, 1, 125, 126, 65_535, 65_536, 16 << 20] {
+    for len in [0, 1, 125, 126, 1 << 10, 65_535, 65_536, 1 << 20, 16 << 20] {
         let data = pattern(len, len as u32);
         ws.send(Message::Binary(Bytes::from(data.clone()))).unwrap();
         match ws.read().unwrap() {
@@ -87,6 +93,65 @@ fn echoes_text_and_binary_of_every_length_form() {
     assert_eq!(read_until_closed(&mut ws), None);
     wait_log(&log, "on_close", |l| l.closes.len() == 1);
     assert_eq!(lock(&log).closes[0].1, 1005);
+    server.stop().unwrap();
+}
+
+/// A data frame as tungstenite sends it (masked by the client).
+fn fragment(data: &[u8], kind: Data, fin: bool) -> Message {
+    Message::Frame(Frame::message(
+        Bytes::copy_from_slice(data),
+        OpCode::Data(kind),
+        fin,
+    ))
+}
+
+#[test]
+fn client_fragmented_messages_arrive_whole() {
+    let (rec, log) = Rec::new();
+    let mut server = Running::start(Config::default(), rec);
+    let mut ws = connect(server.addr, "/echo");
+    // Text in three frames, split inside the two-byte 'é' and the
+    // four-byte crab, with a ping between the fragments (RFC 6455 §5.4).
+    let text = "fragmented héllo from tungstenite 🦀!";
+    let bytes = text.as_bytes();
+    let e = text.find('é').unwrap() + 1;
+    let crab = text.find('🦀').unwrap() + 2;
+    ws.send(fragment(&bytes[..e], Data::Text, false)).unwrap();
+    ws.send(Message::Ping(Bytes::from_static(b"between fragments")))
+        .unwrap();
+    ws.send(fragment(&bytes[e..crab], Data::Continue, false))
+        .unwrap();
+    ws.send(fragment(&bytes[crab..], Data::Continue, true))
+        .unwrap();
+    // The pong comes first: the message is not complete before the last
+    // fragment.
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Pong(Bytes::from_static(b"between fragments"))
+    );
+    assert_eq!(ws.read().unwrap(), Message::text(text));
+    // Binary: 1 MiB in four frames, the last one empty.
+    let data = pattern(1 << 20, 7);
+    ws.send(fragment(&data[..1000], Data::Binary, false))
+        .unwrap();
+    ws.send(fragment(&data[1000..600_000], Data::Continue, false))
+        .unwrap();
+    ws.send(fragment(&data[600_000..], Data::Continue, false))
+        .unwrap();
+    ws.send(fragment(&[], Data::Continue, true)).unwrap();
+    match ws.read().unwrap() {
+        Message::Binary(b) => assert!(b == data, "fragmented binary differs"),
+        other => panic!("expected the binary message, got {other:?}"),
+    }
+    ws.close(None).unwrap();
+    read_until_closed(&mut ws);
+    wait_log(&log, "on_close", |l| l.closes.len() == 1);
+    // The handler got each as one message.
+    let log = lock(&log);
+    assert_eq!(log.messages.len(), 2);
+    assert_eq!(log.messages[0].1, Msg::Text(text.into()));
+    assert!(log.messages[1].1 == Msg::Binary(data), "binary differs");
+    drop(log);
     server.stop().unwrap();
 }
 
@@ -164,6 +229,14 @@ fn subprotocol_choice_reaches_the_client() {
     );
     ws.send(Message::text("with b")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("with b"));
+    ws.close(None).unwrap();
+    read_until_closed(&mut ws);
+    // None offered: none chosen, and no header. (Offering only "a" is not
+    // checked here: tungstenite fails a handshake whose response picks
+    // none of the offered subprotocols, which RFC 6455 §4.2.2 allows.)
+    let uri = format!("ws://{}/", server.addr).parse().unwrap();
+    let (mut ws, response) = connect_with(server.addr, ClientRequestBuilder::new(uri));
+    assert_eq!(response.headers().get("Sec-WebSocket-Protocol"), None);
     ws.close(None).unwrap();
     read_until_closed(&mut ws);
     server.stop().unwrap();

@@ -1,0 +1,277 @@
+//! Command-line flags, parsed by hand (the example uses only mio and
+//! wsloop).
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: loadgen MODE [FLAGS]
+
+A single-threaded mio WebSocket load generator (pin it to one core with
+taskset). Modes:
+  echo       C connections, D messages of S bytes in flight on each, every
+             echo checked; T seconds measured after a W-second warm-up
+  idle       open C connections, hold them (answering pings) and report the
+             server's resident memory per connection
+  handshake  C slots, each: connect, upgrade, close, wait for the server's
+             close and TCP FIN, repeat
+  broadcast  C receivers on a chat route (wsloop's /chat) and one sender with
+             D messages of S bytes in flight; a message is done when every
+             receiver has it; counts deliveries
+
+Flags:
+  --url URL            ws://HOST:PORT/PATH [default ws://127.0.0.1:8080/echo,
+                       broadcast: ws://127.0.0.1:8080/chat]
+  -c, --connections N  connections (handshake: slots, broadcast: receivers)
+                       [default echo 100, idle 1000, handshake 16, broadcast 100]
+  -d, --depth N        messages in flight per connection (broadcast: in total)
+                       [default echo 1, broadcast 4]
+  -s, --size SIZE      message size: 16, 1KiB, 64KiB [default echo 16, broadcast 100]
+      --binary         binary messages (default text)
+  -t, --duration SECS  measured window (idle: the hold) [default 10, idle 5]
+  -w, --warmup SECS    warm-up before the window (idle: settle) [default 2, idle 1]
+      --server-pid PID read the server's CPU time and memory from /proc/PID
+      --connect-burst N  connections being set up at once [default 256]
+      --setup-timeout SECS  limit for opening every connection [default 60]
+  -q, --quiet          no per-second lines on stderr
+  -h, --help           this text
+
+Output: a human summary on stdout, then one line of JSON (the last line).
+Exit status 0 when there were no errors, 1 otherwise, 2 for bad flags.
+Durations are seconds (2, 0.5) or carry a unit (500ms, 2s, 1m).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Echo,
+    Idle,
+    Handshake,
+    Broadcast,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Echo => "echo",
+            Mode::Idle => "idle",
+            Mode::Handshake => "handshake",
+            Mode::Broadcast => "broadcast",
+        })
+    }
+}
+
+/// A `ws://` URL, resolved.
+#[derive(Debug, Clone)]
+pub struct Url {
+    pub text: String,
+    pub addr: SocketAddr,
+    /// The `Host` header: the URL's authority.
+    pub host: String,
+    /// Path and query, as sent in the request line.
+    pub target: String,
+}
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Url, String> {
+        let rest = s
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("{s:?}: only ws:// URLs are supported"))?;
+        let (host, target) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        if host.is_empty() {
+            return Err(format!("{s:?}: no host"));
+        }
+        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
+        let addr = with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("{s:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{s:?}: host has no address"))?;
+        Ok(Url {
+            text: s.to_owned(),
+            addr,
+            host: host.to_owned(),
+            target,
+        })
+    }
+
+    /// The target with `key=value` added to its query.
+    pub fn with_query(&self, pair: &str) -> String {
+        let sep = if self.target.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{pair}", self.target)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub mode: Mode,
+    pub url: Url,
+    pub connections: usize,
+    pub depth: usize,
+    pub size: usize,
+    pub binary: bool,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub server_pid: Option<u32>,
+    pub connect_burst: usize,
+    pub setup_timeout: Duration,
+    pub quiet: bool,
+}
+
+/// `16`, `1KiB`, `64k`, `1MiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        _ => return Err(format!("{s:?}: unknown size unit")),
+    };
+    Ok(n << shift)
+}
+
+/// `2`, `0.5`, `500ms`, `2s`, `1m`.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        _ => return Err(format!("{s:?}: unknown duration unit")),
+    };
+    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{s:?} is out of range"))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: {v:?} is not a valid number"))
+}
+
+impl Opts {
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut it = args.iter();
+        let mode = match it.next().map(String::as_str) {
+            Some("echo") => Mode::Echo,
+            Some("idle") => Mode::Idle,
+            Some("handshake") => Mode::Handshake,
+            Some("broadcast") => Mode::Broadcast,
+            Some("-h" | "--help") => return Err(String::new()),
+            Some(other) => return Err(format!("unknown mode {other:?}")),
+            None => return Err("a mode is required".into()),
+        };
+        let (mut url, mut connections, mut depth, mut size) = (None, None, None, None);
+        let (mut duration, mut warmup) = (None, None);
+        let mut opts_binary = false;
+        let mut server_pid = None;
+        let mut connect_burst = 256;
+        let mut setup_timeout = Duration::from_secs(60);
+        let mut quiet = false;
+        while let Some(arg) = it.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| it.next().cloned())
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag {
+                "--url" => url = Some(Url::parse(&value()?)?),
+                "-c" | "--connections" => connections = Some(number(flag, &value()?)?),
+                "-d" | "--depth" => depth = Some(number(flag, &value()?)?),
+                "-s" | "--size" => size = Some(parse_size(&value()?)?),
+                "--binary" => opts_binary = true,
+                "--text" => opts_binary = false,
+                "-t" | "--duration" => duration = Some(parse_secs(&value()?)?),
+                "-w" | "--warmup" => warmup = Some(parse_secs(&value()?)?),
+                "--server-pid" => server_pid = Some(number(flag, &value()?)?),
+                "--connect-burst" => connect_burst = number(flag, &value()?)?,
+                "--setup-timeout" => setup_timeout = parse_secs(&value()?)?,
+                "-q" | "--quiet" => quiet = true,
+                "-h" | "--help" => return Err(String::new()),
+                _ => return Err(format!("unknown flag {arg:?}")),
+            }
+        }
+        let default_url = match mode {
+            Mode::Broadcast => "ws://127.0.0.1:8080/chat",
+            _ => "ws://127.0.0.1:8080/echo",
+        };
+        let url = match url {
+            Some(u) => u,
+            None => Url::parse(default_url)?,
+        };
+        let opts = Opts {
+            mode,
+            url,
+            connections: connections.unwrap_or(match mode {
+                Mode::Echo | Mode::Broadcast => 100,
+                Mode::Idle => 1000,
+                Mode::Handshake => 16,
+            }),
+            depth: depth.unwrap_or(if mode == Mode::Broadcast { 4 } else { 1 }),
+            size: size.unwrap_or(if mode == Mode::Broadcast { 100 } else { 16 }),
+            binary: opts_binary,
+            duration: duration.unwrap_or(Duration::from_secs(if mode == Mode::Idle {
+                5
+            } else {
+                10
+            })),
+            warmup: warmup.unwrap_or(Duration::from_secs(if mode == Mode::Idle { 1 } else { 2 })),
+            server_pid,
+            connect_burst: connect_burst.max(1),
+            setup_timeout,
+            quiet,
+        };
+        if opts.connections == 0 || opts.depth == 0 {
+            return Err("--connections and --depth must be at least 1".into());
+        }
+        if opts.mode == Mode::Broadcast && (opts.size < 16 || opts.binary) {
+            return Err("broadcast sends text messages of at least 16 bytes".into());
+        }
+        if opts.connections >= 1 << 24 {
+            return Err("at most 16,777,215 connections".into());
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = Url::parse("ws://127.0.0.1:9001/chat?x=1").unwrap();
+        assert_eq!(u.addr.port(), 9001);
+        assert_eq!(u.host, "127.0.0.1:9001");
+        assert_eq!(u.target, "/chat?x=1");
+        assert_eq!(u.with_query("name=s"), "/chat?x=1&name=s");
+        let u = Url::parse("ws://127.0.0.1:9001").unwrap();
+        assert_eq!(u.target, "/");
+        assert_eq!(u.with_query("name=s"), "/?name=s");
+        assert!(Url::parse("wss://x/").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("16"), Ok(16));
+        assert_eq!(parse_secs("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("2"), Ok(Duration::from_secs(2)));
+    }
+}

@@ -1,0 +1,590 @@
+//! The conformance suite's raw client: it crafts exact frames (any opcode,
+//! RSV bits, mask, length form, fragmentation), writes them in the chunks a
+//! case asks for (all at once, one write per frame, N bytes at a time), and
+//! checks exactly what comes back and how the connection ends: who closed,
+//! with which code, and whether the server then closed TCP, within what time.
+//!
+//! Every check panics with what was expected and what was seen, so a failed
+//! case reads like an Autobahn report line.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use wsloop::handshake::accept_key;
+
+pub const CONT: u8 = 0x0;
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
+
+/// How long one expected reply may take before the case fails.
+pub const REPLY_WITHIN: Duration = Duration::from_secs(10);
+/// How long the server may take to close TCP after the close handshake
+/// (Autobahn waits 1 s; a loaded CI machine gets some slack).
+pub const TCP_CLOSE_WITHIN: Duration = Duration::from_secs(3);
+/// How long "nothing happens" is watched for (Autobahn's fail-fast waits
+/// are 1 s; the server answers in microseconds, so this is plenty).
+pub const QUIET_FOR: Duration = Duration::from_millis(150);
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The wire form of the payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LenForm {
+    /// The shortest form (what RFC 6455 §5.2 requires of senders).
+    Minimal,
+    /// The 16-bit extended length, whatever the length.
+    Ext16,
+    /// The 64-bit extended length, whatever the length.
+    Ext64,
+}
+
+/// A frame to send, with every header bit under the case's control.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    pub len_form: LenForm,
+    /// Overrides the length written in the header (the payload is still
+    /// what is sent): for headers that announce more than follows.
+    pub announced_len: Option<u64>,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// A final, masked frame with no RSV bits and the minimal length form.
+    pub fn new(opcode: u8, payload: impl Into<Vec<u8>>) -> Frame {
+        Frame {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: Some([0x37, 0xfa, 0x21, 0x3d]),
+            len_form: LenForm::Minimal,
+            announced_len: None,
+            payload: payload.into(),
+        }
+    }
+
+    pub fn text(s: impl AsRef<[u8]>) -> Frame {
+        Frame::new(TEXT, s.as_ref())
+    }
+
+    pub fn binary(b: impl AsRef<[u8]>) -> Frame {
+        Frame::new(BINARY, b.as_ref())
+    }
+
+    pub fn cont(b: impl AsRef<[u8]>) -> Frame {
+        Frame::new(CONT, b.as_ref())
+    }
+
+    pub fn ping(b: impl AsRef<[u8]>) -> Frame {
+        Frame::new(PING, b.as_ref())
+    }
+
+    pub fn pong(b: impl AsRef<[u8]>) -> Frame {
+        Frame::new(PONG, b.as_ref())
+    }
+
+    /// A close frame with a status code and a reason (raw bytes, so that
+    /// invalid UTF-8 can be sent).
+    pub fn close(code: u16, reason: impl AsRef<[u8]>) -> Frame {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason.as_ref());
+        Frame::new(CLOSE, p)
+    }
+
+    /// A close frame with no payload at all.
+    pub fn close_empty() -> Frame {
+        Frame::new(CLOSE, Vec::new())
+    }
+
+    pub fn fin(mut self, fin: bool) -> Frame {
+        self.fin = fin;
+        self
+    }
+
+    pub fn rsv(mut self, rsv: u8) -> Frame {
+        self.rsv = rsv;
+        self
+    }
+
+    pub fn mask(mut self, mask: Option<[u8; 4]>) -> Frame {
+        self.mask = mask;
+        self
+    }
+
+    pub fn len_form(mut self, form: LenForm) -> Frame {
+        self.len_form = form;
+        self
+    }
+
+    pub fn announce(mut self, len: u64) -> Frame {
+        self.announced_len = Some(len);
+        self
+    }
+
+    /// The header alone (what precedes the payload on the wire).
+    pub fn header(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(14);
+        out.push(u8::from(self.fin) << 7 | (self.rsv & 7) << 4 | (self.opcode & 0x0f));
+        let m = if self.mask.is_some() { 0x80 } else { 0 };
+        let len = self.announced_len.unwrap_or(self.payload.len() as u64);
+        let form = match self.len_form {
+            LenForm::Minimal if len < 126 => None,
+            LenForm::Minimal if len <= 0xffff => Some(LenForm::Ext16),
+            LenForm::Minimal => Some(LenForm::Ext64),
+            other => Some(other),
+        };
+        match form {
+            None => out.push(m | len as u8),
+            Some(LenForm::Ext16) => {
+                assert!(len <= 0xffff, "{len} does not fit a 16-bit length");
+                out.push(m | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            Some(_) => {
+                out.push(m | 127);
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        if let Some(key) = self.mask {
+            out.extend_from_slice(&key);
+        }
+        out
+    }
+
+    /// The whole frame as sent: header, then the payload masked.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.header();
+        let start = out.len();
+        out.extend_from_slice(&self.payload);
+        if let Some(key) = self.mask {
+            mask_in_place(&mut out[start..], key);
+        }
+        out
+    }
+}
+
+/// XORs `data` with the masking key, starting at key offset 0 (§5.3).
+pub fn mask_in_place(data: &mut [u8], key: [u8; 4]) {
+    let word = u32::from_ne_bytes(key);
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i];
+    }
+}
+
+/// The frames of one message split into fragments of `size` payload bytes
+/// (at least one frame, even for an empty payload).
+pub fn fragments(opcode: u8, payload: &[u8], size: usize) -> Vec<Frame> {
+    if payload.is_empty() {
+        return vec![Frame::new(opcode, Vec::new())];
+    }
+    let n = payload.len().div_ceil(size);
+    payload
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| Frame::new(if i == 0 { opcode } else { CONT }, c).fin(i + 1 == n))
+        .collect()
+}
+
+/// How the bytes of what a case sends are cut into writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chop {
+    /// Everything in one write.
+    Whole,
+    /// One write per frame (Autobahn's `sync = True`).
+    PerFrame,
+    /// Writes of at most N bytes (Autobahn's `chopsize`).
+    Bytes(usize),
+}
+
+/// A frame the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub fin: bool,
+    pub rsv: u8,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Received {
+    /// The close code (1005 for a close frame without payload).
+    pub fn close_code(&self) -> u16 {
+        assert_eq!(self.opcode, CLOSE, "not a close frame: {}", self.short());
+        match self.payload.len() {
+            0 => 1005,
+            1 => panic!("the server sent a close frame with a 1-byte payload"),
+            _ => u16::from_be_bytes([self.payload[0], self.payload[1]]),
+        }
+    }
+
+    pub fn short(&self) -> String {
+        let preview: Vec<u8> = self.payload.iter().copied().take(24).collect();
+        format!(
+            "frame {{ opcode: {:#x}, fin: {}, rsv: {}, len: {}, starts: {:02x?} }}",
+            self.opcode,
+            self.fin,
+            self.rsv,
+            self.payload.len(),
+            preview
+        )
+    }
+}
+
+/// How a read ended without a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The server closed TCP (FIN).
+    Eof,
+    /// The connection was reset.
+    Reset,
+    /// Nothing came in time.
+    Timeout,
+}
+
+/// A WebSocket client over a blocking `TcpStream`, upgraded by hand.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Start of the unparsed bytes in `buf`.
+    start: usize,
+    scratch: Box<[u8]>,
+    ended: Option<End>,
+    /// The client sent a close frame (it started the closing handshake).
+    sent_close: bool,
+}
+
+impl Client {
+    /// Connects to `addr`, upgrades on `path`, and checks the 101.
+    pub fn connect(addr: SocketAddr, path: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to the server");
+        stream.set_nodelay(true).unwrap();
+        stream.set_write_timeout(Some(REPLY_WITHIN)).unwrap();
+        let mut c = Client {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            scratch: vec![0u8; 256 * 1024].into_boxed_slice(),
+            ended: None,
+            sent_close: false,
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        c.write(request.as_bytes());
+        let deadline = Instant::now() + REPLY_WITHIN;
+        let end = loop {
+            if let Some(p) = c.pending().windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            if let Err(e) = c.fill(deadline) {
+                panic!("no upgrade response: {e:?}");
+            }
+        };
+        let head = String::from_utf8(c.pending()[..end].to_vec()).expect("ASCII response head");
+        c.start += end;
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or_default();
+        assert!(
+            status.starts_with("HTTP/1.1 101 "),
+            "upgrade refused: {head}"
+        );
+        let accept = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case("Sec-WebSocket-Accept"))
+            .map(|(_, v)| v.trim().to_string());
+        assert_eq!(
+            accept.as_deref(),
+            Some(accept_key(KEY.as_bytes()).as_str()),
+            "wrong Sec-WebSocket-Accept in {head}"
+        );
+        c
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Writes all of `bytes` in one `write_all`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.stream.write_all(bytes) {
+            panic!("write of {} bytes failed: {e}", bytes.len());
+        }
+    }
+
+    /// Writes raw bytes in chunks of `chop` (`PerFrame` counts as `Whole`).
+    pub fn send_raw(&mut self, bytes: &[u8], chop: Chop) {
+        match chop {
+            Chop::Whole | Chop::PerFrame => self.write(bytes),
+            Chop::Bytes(n) => {
+                for c in bytes.chunks(n.max(1)) {
+                    self.write(c);
+                }
+            }
+        }
+    }
+
+    /// Sends `frames`, cut into writes as `chop` says.
+    pub fn send(&mut self, frames: &[Frame], chop: Chop) {
+        // A close frame with RSV bits is a protocol error, not a close
+        // (Autobahn 3.7 expects the server to fail the connection).
+        self.sent_close |= frames.iter().any(|f| f.opcode == CLOSE && f.rsv == 0);
+        match chop {
+            Chop::PerFrame => {
+                for f in frames {
+                    self.write(&f.encode());
+                }
+            }
+            _ => {
+                let all: Vec<u8> = frames.iter().flat_map(|f| f.encode()).collect();
+                self.send_raw(&all, chop);
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer, waiting at most until `deadline`.
+    fn fill(&mut self, deadline: Instant) -> Result<(), End> {
+        if let Some(end) = self.ended {
+            return Err(end);
+        }
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > (1 << 20) && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(End::Timeout);
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.ended = Some(End::Eof);
+                    return Err(End::Eof);
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&self.scratch[..n]);
+                    return Ok(());
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        return Err(End::Timeout)
+                    }
+                    _ => {
+                        self.ended = Some(End::Reset);
+                        return Err(End::Reset);
+                    }
+                },
+            }
+        }
+    }
+
+    /// The next frame from the server, or how the wait ended. Every frame
+    /// is checked against what a server must send: unmasked, minimal
+    /// length form.
+    pub fn recv(&mut self, within: Duration) -> Result<Received, End> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some((frame, used)) = parse_server_frame(self.pending()) {
+                self.start += used;
+                return Ok(frame);
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// The next frame, which must come within [`REPLY_WITHIN`].
+    pub fn next(&mut self, what: &str) -> Received {
+        match self.recv(REPLY_WITHIN) {
+            Ok(f) => f,
+            Err(end) => panic!("expected {what}, got {end:?}"),
+        }
+    }
+
+    /// Expects a data message: one frame, FIN set, no RSV bits.
+    pub fn expect_message(&mut self, opcode: u8, payload: &[u8]) {
+        let what = format!(
+            "a {} message of {} bytes",
+            if opcode == TEXT { "text" } else { "binary" },
+            payload.len()
+        );
+        let f = self.next(&what);
+        assert!(
+            f.opcode == opcode && f.fin && f.rsv == 0,
+            "expected {what}, got {}",
+            f.short()
+        );
+        assert!(
+            f.payload == payload,
+            "expected {what}, got a payload that differs: {}",
+            f.short()
+        );
+    }
+
+    pub fn expect_text(&mut self, payload: impl AsRef<[u8]>) {
+        self.expect_message(TEXT, payload.as_ref());
+    }
+
+    pub fn expect_binary(&mut self, payload: impl AsRef<[u8]>) {
+        self.expect_message(BINARY, payload.as_ref());
+    }
+
+    /// Expects a pong with exactly `payload`.
+    pub fn expect_pong(&mut self, payload: impl AsRef<[u8]>) {
+        let payload = payload.as_ref();
+        let f = self.next("a pong");
+        assert!(
+            f.opcode == PONG && f.fin && f.rsv == 0 && f.payload == payload,
+            "expected a pong with {payload:02x?}, got {}",
+            f.short()
+        );
+    }
+
+    /// Expects nothing at all for [`QUIET_FOR`]: no frame, no close.
+    pub fn expect_quiet(&mut self) {
+        match self.recv(QUIET_FOR) {
+            Err(End::Timeout) => {}
+            Ok(f) => panic!("expected nothing yet, got {}", f.short()),
+            Err(end) => panic!("expected nothing yet, the connection ended: {end:?}"),
+        }
+    }
+
+    /// Expects a close frame whose code is one of `codes` (1005 stands for
+    /// a close frame without payload); returns its code.
+    pub fn expect_close(&mut self, codes: &[u16]) -> u16 {
+        let f = self.next(&format!("a close frame with a code in {codes:?}"));
+        assert!(
+            f.opcode == CLOSE,
+            "expected a close frame with a code in {codes:?}, got {}",
+            f.short()
+        );
+        let code = f.close_code();
+        assert!(
+            codes.contains(&code),
+            "expected a close code in {codes:?}, got {code} (reason {:?})",
+            String::from_utf8_lossy(&f.payload[2.min(f.payload.len())..])
+        );
+        assert!(
+            std::str::from_utf8(&f.payload[2.min(f.payload.len())..]).is_ok(),
+            "the server's close reason is not UTF-8"
+        );
+        code
+    }
+
+    /// After the close handshake: the server must close TCP (FIN) within
+    /// [`TCP_CLOSE_WITHIN`] without sending anything more. Returns how long
+    /// it took.
+    pub fn expect_tcp_closed(&mut self) -> Duration {
+        let t0 = Instant::now();
+        match self.recv(TCP_CLOSE_WITHIN) {
+            Err(End::Eof) => t0.elapsed(),
+            Err(End::Timeout) => panic!(
+                "the server did not close the TCP connection within {TCP_CLOSE_WITHIN:?} \
+                 after the close handshake"
+            ),
+            Err(End::Reset) => {
+                panic!("the TCP connection was reset instead of closed after the close handshake")
+            }
+            Ok(f) => panic!(
+                "the server sent a frame after its close frame: {}",
+                f.short()
+            ),
+        }
+    }
+
+    /// The clean close Autobahn starts when a case is done: the client
+    /// sends close 1000, the server echoes 1000 and closes TCP first.
+    pub fn close_cleanly(&mut self) {
+        self.send(&[Frame::close(1000, "")], Chop::Whole);
+        self.expect_close(&[1000]);
+        self.expect_tcp_closed();
+    }
+
+    /// The client sent a close frame already: the server echoes a code in
+    /// `codes` and closes TCP.
+    pub fn expect_close_reply(&mut self, codes: &[u16]) -> u16 {
+        assert!(self.sent_close, "the case never sent a close frame");
+        let code = self.expect_close(codes);
+        self.expect_tcp_closed();
+        code
+    }
+
+    /// The server fails the connection: its next frame is a close with a
+    /// code in `codes` (1002 for protocol errors, 1007 for bad UTF-8). The
+    /// client answers it as Autobahn does, and the server must then close
+    /// TCP. Returns the code.
+    pub fn expect_failed(&mut self, codes: &[u16]) -> u16 {
+        assert!(
+            !self.sent_close,
+            "the server must start the closing handshake, but the client sent a close"
+        );
+        let code = self.expect_close(codes);
+        // Autobahn replies to the server's close; the reply may meet a
+        // half-closed socket, which is fine.
+        let _ = self.stream.write_all(&Frame::close(1000, "").encode());
+        self.expect_tcp_closed();
+        code
+    }
+}
+
+/// Parses one server frame from the front of `buf`, checking the rules a
+/// server's frames obey (§5.1 unmasked, §5.2 minimal length form).
+fn parse_server_frame(buf: &[u8]) -> Option<(Received, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    assert_eq!(buf[1] & 0x80, 0, "the server sent a masked frame (§5.1)");
+    let (len, pos) = match buf[1] & 0x7f {
+        126 => {
+            let ext = buf.get(2..4)?;
+            let len = u16::from_be_bytes([ext[0], ext[1]]) as u64;
+            assert!(
+                len >= 126,
+                "the server used a non-minimal 16-bit length for {len}"
+            );
+            (len, 4)
+        }
+        127 => {
+            let ext = buf.get(2..10)?;
+            let len = u64::from_be_bytes(ext.try_into().unwrap());
+            assert!(
+                len > 0xffff && len >> 63 == 0,
+                "the server used a bad 64-bit length {len}"
+            );
+            (len, 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    let len = len as usize;
+    if buf.len() < pos + len {
+        return None;
+    }
+    let frame = Received {
+        fin: buf[0] & 0x80 != 0,
+        rsv: (buf[0] >> 4) & 7,
+        opcode: buf[0] & 0x0f,
+        payload: buf[pos..pos + len].to_vec(),
+    };
+    Some((frame, pos + len))
+}
+
+/// `pattern` repeated to exactly `len` bytes (Autobahn's `payload_len`).
+pub fn repeated(pattern: &[u8], len: usize) -> Vec<u8> {
+    pattern.iter().copied().cycle().take(len).collect()
+}

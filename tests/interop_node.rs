@@ -1,0 +1,38 @@
+//! Interoperability with Node's `ws` client (pinned by
+//! `tests/interop/node/package-lock.json`): `tests/interop/node/client.mjs`
+//! against a wsloop server running in this process. The checks and the
+//! handler are in `tests/support/interop.rs`.
+//!
+//! Needs `node` and `npm ci` in `tests/interop/node`. Without them the test
+//! is skipped loudly, unless `WSLOOP_REQUIRE_PEERS=1` (as in `.ci/run`),
+//! where it fails.
+
+mod support;
+
+#[path = "support/interop.rs"]
+mod interop;
+
+use std::process::Command;
+
+#[test]
+fn node_ws_client_interoperates() {
+    let missing = if !interop::runs("node", &["--version"]) {
+        Some("node is missing".to_string())
+    } else if !interop::root()
+        .join("tests/interop/node/node_modules/ws/package.json")
+        .exists()
+    {
+        Some("ws is not installed in tests/interop/node (npm ci)".to_string())
+    } else {
+        None
+    };
+    let mut command = Command::new("node");
+    command.arg("tests/interop/node/client.mjs");
+    interop::run(interop::Peer {
+        name: "node",
+        missing,
+        install: "(cd tests/interop/node && npm ci)",
+        command,
+        close: (4002, "bye from node"),
+    });
+}

@@ -1,0 +1,167 @@
+//! The load generator (`examples/loadgen`) against the real `wsloop`
+//! binary, every mode for a second or so at small scale: it must exit 0
+//! with no errors and report work done. A smoke test of the benchmark
+//! tooling, never a timed assertion (the figures are not checked).
+//!
+//! `cargo test` builds the examples before it runs any test, so the
+//! load generator sits in `target/<profile>/examples/`. Run alone
+//! (`cargo test --test loadgen_smoke`) it may be missing: then the test says
+//! so and passes, unless `WSLOOP_REQUIRE_PEERS=1`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[path = "support/process.rs"]
+mod process;
+
+// The load generator's own modules, compiled here too so that their unit
+// tests (histogram buckets, flag parsing, /proc readers, base64) run under
+// `cargo test`; the example itself is built without its tests.
+#[allow(dead_code)]
+#[path = "../examples/loadgen/args.rs"]
+mod args;
+#[allow(dead_code)]
+#[path = "../examples/loadgen/hist.rs"]
+mod hist;
+#[allow(dead_code)]
+#[path = "../examples/loadgen/net.rs"]
+mod net;
+#[allow(dead_code)]
+#[path = "../examples/loadgen/procfs.rs"]
+mod procfs;
+
+use process::{run_with_deadline, Reaper};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wsloop");
+
+/// `target/<profile>/examples/loadgen`, next to this test's `deps/`.
+fn loadgen() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let path = profile_dir
+        .join("examples")
+        .join(format!("loadgen{}", std::env::consts::EXE_SUFFIX));
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!(
+        "{} is missing: build it with `cargo build --example loadgen` \
+         (plain `cargo test` does)",
+        path.display()
+    );
+    if std::env::var_os("WSLOOP_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// Starts wsloop on a free port; returns it and its address.
+fn wsloop(args: &[&str]) -> (Reaper, String) {
+    let mut child: Child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wsloop");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining after the address so the server never blocks on
+        // a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ws://").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no `listening on ws://...` line within 10 s");
+    (Reaper(child), addr)
+}
+
+/// Runs the load generator against a fresh server; returns its JSON line.
+fn run(mode: &str, path: &str, args: &[&str]) -> Option<String> {
+    let loadgen = loadgen()?;
+    let (server, addr) = wsloop(&["--max-clients", "2000"]);
+    let pid = server.0.id().to_string();
+    let url = format!("ws://{addr}{path}");
+    let mut cmd = Command::new(loadgen);
+    cmd.args([mode, "--url", &url, "--server-pid", &pid, "-q"])
+        .args(args);
+    let done = run_with_deadline(&mut cmd, Duration::from_secs(60));
+    let status = done.status.expect("loadgen finished within 60 s");
+    assert!(
+        status.success(),
+        "loadgen {mode} exited with {status}\nstdout:\n{}\nstderr:\n{}",
+        done.stdout,
+        done.stderr
+    );
+    let json = done
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in:\n{}", done.stdout))
+        .to_owned();
+    assert!(json.contains("\"errors\":0,"), "{json}");
+    assert!(json.contains("\"server_cpu_s\":"), "{json}");
+    assert!(!json.contains("\"server_cpu_s\":null"), "{json}");
+    drop(server);
+    Some(json)
+}
+
+/// The count field of the JSON line.
+fn count(json: &str) -> u64 {
+    let rest = json.split("\"count\":").nth(1).expect("count field");
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().expect("count is a number")
+}
+
+#[test]
+fn echo_text_and_binary() {
+    let args = ["-c", "8", "-d", "4", "-s", "1KiB", "-t", "1", "-w", "0.3"];
+    if let Some(json) = run("echo", "/echo", &args) {
+        assert!(count(&json) > 0, "{json}");
+        assert!(json.contains("\"latency_us\":{\"p50\":"), "{json}");
+    }
+    let args = [
+        "-c", "2", "-s", "70000", "--binary", "-t", "0.5", "-w", "0.2",
+    ];
+    if let Some(json) = run("echo", "/echo", &args) {
+        assert!(count(&json) > 0, "{json}");
+    }
+}
+
+#[test]
+fn handshakes() {
+    let args = ["-c", "4", "-t", "1", "-w", "0.2"];
+    if let Some(json) = run("handshake", "/echo", &args) {
+        assert!(count(&json) > 0, "{json}");
+    }
+}
+
+#[test]
+fn idle_connections_and_memory() {
+    let args = ["-c", "200", "-t", "0.5", "-w", "0.2"];
+    if let Some(json) = run("idle", "/echo", &args) {
+        assert!(json.contains("\"rss_per_conn_bytes\":"), "{json}");
+        assert!(!json.contains("\"rss_per_conn_bytes\":null"), "{json}");
+    }
+}
+
+#[test]
+fn broadcast_to_chat() {
+    let args = ["-c", "20", "-t", "1", "-w", "0.2"];
+    if let Some(json) = run("broadcast", "/chat", &args) {
+        assert!(count(&json) > 0, "{json}");
+    }
+}
