@@ -14,13 +14,13 @@
 //! pushing client, tagged with its [`ConnId`], re-armed when it fires.
 
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{debug, info};
+use log::{debug, info, log_enabled, Level};
 use wsloop::handshake::Request;
 use wsloop::{close_code, ConnId, Ctx, Decision, Handler, Message, Response, TimerId};
 
@@ -71,8 +71,6 @@ pub struct Conn {
     route: Route,
     /// The pending push timer (`/push`).
     timer: Option<TimerId>,
-    /// The chat name (`/chat`).
-    name: String,
 }
 
 /// The range the push demo draws its waits from, in milliseconds.
@@ -219,8 +217,9 @@ impl XorShift {
 pub struct App {
     push: PushInterval,
     rng: XorShift,
-    /// Open `/chat` clients, in connection order.
-    chat: BTreeSet<ConnId>,
+    /// Open `/chat` clients, in connection order, with their names (kept
+    /// here rather than in every connection's `Conn`, which stays small).
+    chat: BTreeMap<ConnId, String>,
     guests: u64,
 }
 
@@ -230,7 +229,7 @@ impl App {
         App {
             push,
             rng: XorShift::from_entropy(),
-            chat: BTreeSet::new(),
+            chat: BTreeMap::new(),
             guests: 0,
         }
     }
@@ -351,17 +350,16 @@ impl Handler for App {
         if let Some(conn) = ctx.data(id) {
             conn.route = route;
         }
-        let peer = ctx
-            .peer_addr(id)
-            .map_or_else(String::new, |a| a.to_string());
-        info!("{peer} {} opened as {id}", route.path());
+        if log_enabled!(Level::Info) {
+            info!("{} {} opened as {id}", peer(ctx, id), route.path());
+        }
         match route {
             Route::Push => self.push_next(ctx, id),
             Route::Chat => {
                 let name = self.chat_name(req);
                 let others = self.chat.len();
                 ctx.broadcast(
-                    self.chat.iter().copied(),
+                    self.chat.keys().copied(),
                     Message::Text(&format!("{name} joined")),
                 );
                 let s = if others == 1 { "" } else { "s" };
@@ -372,10 +370,7 @@ impl Handler for App {
                     )),
                 );
                 debug!("chat: {id} joined as {name}");
-                self.chat.insert(id);
-                if let Some(conn) = ctx.data(id) {
-                    conn.name = name;
-                }
+                self.chat.insert(id, name);
             }
             Route::Demo | Route::Echo => {}
         }
@@ -425,11 +420,11 @@ impl Handler for App {
                 let Message::Text(text) = msg else {
                     return; // the chat is text only
                 };
-                let Some(name) = ctx.data(id).map(|c| c.name.clone()) else {
+                let Some(name) = self.chat.get(&id) else {
                     return;
                 };
                 ctx.broadcast(
-                    self.chat.iter().copied(),
+                    self.chat.keys().copied(),
                     Message::Text(&format!("{name}: {text}")),
                 );
             }
@@ -437,21 +432,17 @@ impl Handler for App {
     }
 
     fn on_close(&mut self, ctx: &mut Ctx<'_, Conn>, id: ConnId, code: u16, reason: &str) {
-        let peer = ctx
-            .peer_addr(id)
-            .map_or_else(String::new, |a| a.to_string());
+        if log_enabled!(Level::Info) {
+            let path = ctx.data(id).map_or("?", |c| c.route.path());
+            info!(
+                "{} {path} {id} closed with {code} {reason:?}",
+                peer(ctx, id)
+            );
+        }
         let Some(conn) = ctx.data(id) else {
             return;
         };
-        info!(
-            "{peer} {} {id} closed with {code} {reason:?}",
-            conn.route.path()
-        );
-        let (route, timer, name) = (
-            conn.route,
-            conn.timer.take(),
-            std::mem::take(&mut conn.name),
-        );
+        let (route, timer) = (conn.route, conn.timer.take());
         match route {
             Route::Push => {
                 if let Some(timer) = timer {
@@ -459,10 +450,10 @@ impl Handler for App {
                 }
             }
             Route::Chat => {
-                if self.chat.remove(&id) {
+                if let Some(name) = self.chat.remove(&id) {
                     debug!("chat: {id} ({name}) left");
                     ctx.broadcast(
-                        self.chat.iter().copied(),
+                        self.chat.keys().copied(),
                         Message::Text(&format!("{name} left")),
                     );
                 }
@@ -494,6 +485,13 @@ impl Handler for App {
             None => Some(Response::text(404, &format!("no page at {}", req.path()))),
         }
     }
+}
+
+/// The client's address for a log line ("-" once a reset made the kernel
+/// forget it; the `opened` line has it).
+fn peer(ctx: &Ctx<'_, Conn>, id: ConnId) -> String {
+    ctx.peer_addr(id)
+        .map_or_else(|| "-".into(), |a| a.to_string())
 }
 
 #[cfg(test)]

@@ -28,10 +28,12 @@ pub struct Config {
     /// slowloris clients do not hold slots for long.
     pub handshake_timeout: Duration,
     /// Largest frame payload accepted; more closes with 1009, decided from
-    /// the header before any payload is buffered. Default 16 MiB.
+    /// the header before any payload is buffered. Default 16 MiB; at most
+    /// 4 GiB - 1.
     pub max_frame_size: usize,
     /// Largest message (all fragments) accepted; more closes with 1009.
-    /// Default 16 MiB, which covers Autobahn's largest cases.
+    /// Default 16 MiB, which covers Autobahn's largest cases; at most
+    /// 4 GiB - 1.
     pub max_message_size: usize,
     /// Outgoing bytes queued for one client that it has not read; more closes
     /// it with 1008. Default 16 MiB: one maximal message fits.
@@ -90,6 +92,13 @@ impl Config {
         }
         if self.max_message_size == 0 {
             return err("max_message_size", "must be at least 1");
+        }
+        // Connections keep their limits in 32 bits to stay small.
+        if self.max_frame_size > u32::MAX as usize {
+            return err("max_frame_size", "must be below 4 GiB");
+        }
+        if self.max_message_size > u32::MAX as usize {
+            return err("max_message_size", "must be below 4 GiB");
         }
         if self.max_send_queue == 0 {
             return err("max_send_queue", "must be at least 1");

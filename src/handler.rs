@@ -281,24 +281,28 @@ impl<D> Ctx<'_, D> {
         }
     }
 
-    /// The peer's address (also during its `on_close`).
+    /// The peer's address (also during its `on_close`); `None` once the
+    /// connection was reset, when the kernel no longer knows it.
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         match (self.core.client(id), &self.core.departing) {
-            (Some(c), _) => Some(c.peer),
-            (None, Some((departed, peer, _))) if *departed == id => Some(*peer),
+            (Some(c), _) => c.peer_addr(),
+            (None, Some((departed, peer, _))) if *departed == id => *peer,
             _ => None,
         }
     }
 
     /// Calls [`Handler::on_timer`] with `tag` once `after` has passed.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
-        let at = self.core.now + after;
+        let at = self
+            .core
+            .stamp()
+            .saturating_add(crate::server::nanos(after));
         let entry = self.core.user_timers.vacant_entry();
         let key = entry.key();
         self.core.timer_gen = self.core.timer_gen.wrapping_add(1);
         let gen = self.core.timer_gen;
         entry.insert((gen, tag));
-        self.core.timers.push(at, Due::User(key, gen));
+        self.core.timers.push(at, Due::User(key as u32, gen));
         TimerId {
             key: key as u32,
             gen,

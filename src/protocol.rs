@@ -270,7 +270,7 @@ struct InFrame {
     fin: bool,
     mask: Option<[u8; 4]>,
     remaining: u64,
-    mask_pos: usize,
+    mask_pos: u8,
     /// Payload is skipped: data arriving after our close frame.
     discard: bool,
 }
@@ -303,8 +303,9 @@ struct InMessage {
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
-    max_frame: usize,
-    max_message: usize,
+    /// Limits as u32 (Config::validate caps them): a smaller connection.
+    max_frame: u32,
+    max_message: u32,
     /// RSV bits an extension gave meaning to (none yet).
     allowed_rsv: u8,
     header: [u8; MAX_HEADER_LEN],
@@ -312,15 +313,15 @@ pub struct Connection {
     frame: Option<InFrame>,
     message: Option<InMessage>,
     assembly: Vec<u8>,
-    control: ControlPayload,
+    /// A control frame's payload split across reads (rare, so boxed: an
+    /// idle connection does not carry 126 bytes for it).
+    control: Option<Box<ControlPayload>>,
     close_sent: bool,
     /// The status code of the close frame we sent (None: sent empty or not yet).
     sent_code: Option<u16>,
     close_received: bool,
     failed: bool,
     out: SendQueue,
-    /// xorshift state for client masks (client role only).
-    mask_seed: u64,
 }
 
 impl Connection {
@@ -329,25 +330,20 @@ impl Connection {
     pub fn new(role: Role, config: &Config) -> Self {
         Connection {
             role,
-            max_frame: config.max_frame_size,
-            max_message: config.max_message_size,
+            max_frame: u32::try_from(config.max_frame_size).unwrap_or(u32::MAX),
+            max_message: u32::try_from(config.max_message_size).unwrap_or(u32::MAX),
             allowed_rsv: 0,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
             frame: None,
             message: None,
             assembly: Vec::new(),
-            control: ControlPayload::new(),
+            control: None,
             close_sent: false,
             sent_code: None,
             close_received: false,
             failed: false,
             out: SendQueue::new(),
-            mask_seed: if role == Role::Client {
-                random_seed()
-            } else {
-                0
-            },
         }
     }
 
@@ -420,7 +416,19 @@ impl Connection {
                         .reserve(frame.remaining.min(RECYCLE_LIMIT as u64) as usize);
                 }
                 if frame.op.is_control() {
-                    self.control = ControlPayload::new();
+                    if frame.remaining <= (total - pos) as u64 {
+                        // Whole in the input: unmask it there.
+                        let end = pos + frame.remaining as usize;
+                        let payload = &mut input[pos..end];
+                        if let Some(mask) = frame.mask {
+                            apply_mask(payload, mask, 0);
+                        }
+                        let mut control = ControlPayload::new();
+                        control.extend(payload);
+                        let event = self.finish_control(frame.op, control)?;
+                        return Ok((end, Some(event)));
+                    }
+                    self.control = Some(Box::new(ControlPayload::new()));
                 }
                 self.frame = Some(frame);
             }
@@ -432,11 +440,15 @@ impl Connection {
             pos += take;
             frame.remaining -= take as u64;
             if let Some(mask) = frame.mask {
-                frame.mask_pos = apply_mask(chunk, mask, frame.mask_pos);
+                frame.mask_pos = apply_mask(chunk, mask, usize::from(frame.mask_pos)) as u8;
             }
             let frame = *frame;
             if frame.op.is_control() {
-                self.control.extend(chunk);
+                // Invariant: boxed above when the frame started split.
+                self.control
+                    .as_mut()
+                    .expect("split control frame")
+                    .extend(chunk);
             } else if !frame.discard {
                 // Invariant: a data frame that is not discarded has a message
                 // (started above for text/binary, required for continuation).
@@ -454,7 +466,9 @@ impl Connection {
             }
             self.frame = None;
             if frame.op.is_control() {
-                let event = self.finish_control(frame.op)?;
+                // Invariant: boxed when the frame started split.
+                let control = *self.control.take().expect("split control frame");
+                let event = self.finish_control(frame.op, control)?;
                 return Ok((pos, Some(event)));
             }
             if frame.fin && !frame.discard {
@@ -510,7 +524,7 @@ impl Connection {
         if !op.is_control() && h.len > self.max_frame as u64 {
             return Err(ProtocolError::FrameTooBig {
                 size: h.len,
-                limit: self.max_frame,
+                limit: self.max_frame as usize,
             });
         }
         if !discard {
@@ -527,7 +541,7 @@ impl Connection {
                 if size > self.max_message as u64 {
                     return Err(ProtocolError::MessageTooBig {
                         size,
-                        limit: self.max_message,
+                        limit: self.max_message as usize,
                     });
                 }
             }
@@ -542,8 +556,11 @@ impl Connection {
         })
     }
 
-    fn finish_control(&mut self, op: OpCode) -> Result<Event<'static>, ProtocolError> {
-        let payload = self.control;
+    fn finish_control(
+        &mut self,
+        op: OpCode,
+        payload: ControlPayload,
+    ) -> Result<Event<'static>, ProtocolError> {
         match op {
             OpCode::Ping => {
                 // §5.5.2: answer with a pong carrying the same payload.
@@ -663,15 +680,19 @@ impl Connection {
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
-        // xorshift64*: masks only need to be unpredictable to scripts in a
-        // browser (§10.3); this client role serves tests and load generators.
-        let mut x = self.mask_seed;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.mask_seed = x;
-        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        (v >> 32).to_le_bytes()[..4].try_into().unwrap_or([0; 4])
+        // xorshift64*, one state per thread: masks only need to be
+        // unpredictable to scripts in a browser (§10.3); this client role
+        // serves tests and load generators.
+        thread_local!(static SEED: std::cell::Cell<u64> = std::cell::Cell::new(random_seed()));
+        SEED.with(|seed| {
+            let mut x = seed.get();
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            seed.set(x);
+            let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            ((v >> 32) as u32).to_le_bytes()
+        })
     }
 
     /// The bytes waiting to be written to the socket. Write from

@@ -40,7 +40,7 @@ use crate::handler::{ConnId, Ctx, Decision, Handler, SendStatus, TimerId};
 use crate::handshake::{self, HandshakeError, Parsed};
 use crate::protocol::{Connection, Event};
 use crate::send_queue::SendQueue;
-use crate::timers::{Due, Timers};
+use crate::timers::{Due, Stamp, Timers};
 use crate::utf8::truncate;
 
 /// The loop's one read buffer, shared by every client.
@@ -76,39 +76,61 @@ pub(crate) enum Phase {
 
 pub(crate) struct Client<D> {
     stream: TcpStream,
-    pub(crate) peer: SocketAddr,
     pub(crate) gen: u32,
     pub(crate) phase: Phase,
     pub(crate) data: D,
-    /// Start of the current wait: accept, last traffic while open, or the
-    /// start of closing.
-    since: Instant,
-    /// Deadline of this client's entry in the timer heap.
-    armed: Option<Instant>,
+    /// Start of the current wait (accept, last traffic while open, or the
+    /// start of closing), as a [`Stamp`].
+    since: Stamp,
+    /// Deadline of this client's entry in the timer heap ([`NOT_ARMED`]: none).
+    armed: Stamp,
     ping_sent: bool,
     writable: bool,
     blocked: bool,
     dirty: bool,
     /// `on_open` accepted it, so `on_close` is owed.
     opened: bool,
-    peer_close: Option<(u16, Box<str>)>,
+    /// The peer's close code and reason (boxed: most clients never get here).
+    peer_close: Option<Box<(u16, Box<str>)>>,
     /// The peer shut its sending side while bytes were still queued for it:
     /// they are written (within the close timeout), then it is removed.
     peer_eof: bool,
 }
 
+/// A client's address in log lines. The kernel is asked only when a line is
+/// written, so a client does not carry its 32-byte address around.
+pub(crate) struct Peer<'a>(&'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("(disconnected peer)"),
+        }
+    }
+}
+
+/// `Client::armed` when the client has no heap entry.
+const NOT_ARMED: Stamp = Stamp::MAX;
+
 impl<D> Client<D> {
-    fn deadline(&self, config: &Config) -> Option<Instant> {
+    /// The peer's address; `None` once the connection was reset.
+    pub(crate) fn peer_addr(&self) -> Option<SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
+    fn deadline(&self, config: &Config) -> Option<Stamp> {
+        let after = |wait: Duration| Some(self.since.saturating_add(nanos(wait)));
         if self.peer_eof {
-            return Some(self.since + config.close_timeout);
+            return after(config.close_timeout);
         }
         match &self.phase {
-            Phase::Handshake { .. } => Some(self.since + config.handshake_timeout),
-            Phase::Reject(_) => Some(self.since + config.close_timeout),
-            Phase::Open(conn) if conn.close_sent() => Some(self.since + config.close_timeout),
+            Phase::Handshake { .. } => after(config.handshake_timeout),
+            Phase::Reject(_) => after(config.close_timeout),
+            Phase::Open(conn) if conn.close_sent() => after(config.close_timeout),
             Phase::Open(_) => config
                 .idle_timeout
-                .map(|idle| self.since + if self.ping_sent { idle * 2 } else { idle }),
+                .and_then(|idle| after(if self.ping_sent { idle * 2 } else { idle })),
         }
     }
 }
@@ -120,12 +142,14 @@ pub(crate) struct Core<D> {
     pub(crate) user_timers: Slab<(u32, u64)>,
     pub(crate) timer_gen: u32,
     pub(crate) now: Instant,
+    /// What [`Stamp`]s count from.
+    epoch: Instant,
     config: Config,
     dirty: Vec<usize>,
     next_gen: u32,
     rejecting: usize,
     /// The data of the client whose `on_close` is running.
-    pub(crate) departing: Option<(ConnId, SocketAddr, D)>,
+    pub(crate) departing: Option<(ConnId, Option<SocketAddr>, D)>,
 }
 
 impl<D> Core<D> {
@@ -180,11 +204,15 @@ impl<D> Core<D> {
         let Some(due) = c.deadline(&self.config) else {
             return;
         };
-        // `map_or`: `Option::is_none_or` needs Rust 1.82, above the MSRV.
-        if c.armed.is_none_or(|armed| due < armed) {
-            c.armed = Some(due);
-            self.timers.push(due, Due::Client(key, c.gen));
+        if c.armed == NOT_ARMED || due < c.armed {
+            c.armed = due;
+            self.timers.push(due, Due::Client(key as u32, c.gen));
         }
+    }
+
+    /// `now` as a [`Stamp`].
+    pub(crate) fn stamp(&self) -> Stamp {
+        nanos(self.now.saturating_duration_since(self.epoch))
     }
 
     /// Queues up to `size` bytes for `id` with `push`, unless that would take
@@ -215,7 +243,7 @@ impl<D> Core<D> {
         if queued > 0 && queued + size > limit {
             warn!(
                 "{}: send queue would pass {limit} bytes, closing with 1008",
-                client.peer
+                Peer(&client.stream)
             );
             let _ = conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
             self.start_closing(key);
@@ -250,8 +278,9 @@ impl<D> Core<D> {
 
     /// The server's close frame was just queued: the close timeout starts.
     fn start_closing(&mut self, key: usize) {
+        let now = self.stamp();
         if let Some(c) = self.clients.get_mut(key) {
-            c.since = self.now;
+            c.since = now;
         }
         self.mark_dirty(key);
         self.arm(key);
@@ -395,11 +424,14 @@ impl<H: Handler> Server<H> {
         let clock: Box<dyn Clock> = Box::new(SystemClock);
         Ok(Server {
             core: Core {
-                clients: Slab::new(),
+                // Reserved up front: untouched capacity costs address space,
+                // not memory, and the slab never doubles (and copies) under load.
+                clients: Slab::with_capacity(config.max_clients.min(tokens.len() - FIRST_CLIENT)),
                 timers: Timers::default(),
                 user_timers: Slab::new(),
                 timer_gen: 0,
                 now: clock.now(),
+                epoch: clock.now(),
                 config,
                 dirty: Vec::new(),
                 next_gen: 0,
@@ -430,6 +462,7 @@ impl<H: Handler> Server<H> {
     pub fn set_clock(&mut self, clock: impl Clock + 'static) {
         self.clock = Box::new(clock);
         self.core.now = self.clock.now();
+        self.core.epoch = self.core.now;
     }
 
     /// The address the listener is bound to.
@@ -533,10 +566,12 @@ impl<H: Handler> Server<H> {
         {
             return Some(self.core.now);
         }
-        [self.core.timers.next(), self.shutdown_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        let timer = self
+            .core
+            .timers
+            .next()
+            .map(|at| self.core.epoch + Duration::from_nanos(at));
+        [timer, self.shutdown_deadline].into_iter().flatten().min()
     }
 
     /// Whether `token` belongs to this server.
@@ -610,7 +645,7 @@ impl<H: Handler> Server<H> {
                     self.accept_paused = true;
                     self.core
                         .timers
-                        .push(self.core.now + ACCEPT_PAUSE, Due::Accept);
+                        .push(self.core.stamp() + nanos(ACCEPT_PAUSE), Due::Accept);
                 }
             }
         }
@@ -652,12 +687,11 @@ impl<H: Handler> Server<H> {
         };
         self.core.clients.insert(Client {
             stream,
-            peer,
             gen: self.core.next_gen,
             phase,
             data: H::Data::default(),
-            since: self.core.now,
-            armed: None,
+            since: self.core.stamp(),
+            armed: NOT_ARMED,
             ping_sent: false,
             writable: false,
             blocked: false,
@@ -702,7 +736,7 @@ impl<H: Handler> Server<H> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    debug!("{}: read error: {e}", client.peer);
+                    debug!("{}: read error: {e}", Peer(&client.stream));
                     self.remove(key);
                     turn_over = false;
                     break;
@@ -720,7 +754,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn on_bytes(&mut self, key: usize, bytes: &mut [u8]) {
-        let now = self.core.now;
+        let now = self.core.stamp();
         let limit = self.core.config.max_header_bytes;
         let client = &mut self.core.clients[key];
         match &mut client.phase {
@@ -779,7 +813,7 @@ impl<H: Handler> Server<H> {
                 };
                 debug!(
                     "{}: plain HTTP {} {}",
-                    self.core.clients[key].peer,
+                    Peer(&self.core.clients[key].stream),
                     request.method(),
                     request.target()
                 );
@@ -802,7 +836,7 @@ impl<H: Handler> Server<H> {
             Decision::Reject { status, reason } => {
                 debug!(
                     "{}: refused by the handler with {status}: {reason}",
-                    self.core.clients[key].peer
+                    Peer(&self.core.clients[key].stream)
                 );
                 return self.reject(key, handshake::error_response(status, &[], &reason));
             }
@@ -817,6 +851,7 @@ impl<H: Handler> Server<H> {
             }
             offered
         });
+        let now = self.core.stamp();
         let client = &mut self.core.clients[key];
         let Phase::Open(conn) = &mut client.phase else {
             return;
@@ -827,8 +862,8 @@ impl<H: Handler> Server<H> {
             None,
         ));
         client.opened = true;
-        client.since = self.core.now;
-        debug!("{} {} opened as {id}", client.peer, request.path());
+        client.since = now;
+        debug!("{} {} opened as {id}", Peer(&client.stream), request.path());
         self.core.mark_dirty(key);
         self.core.arm(key);
         let rest = &mut bytes[len..];
@@ -840,7 +875,7 @@ impl<H: Handler> Server<H> {
     fn refuse(&mut self, key: usize, e: HandshakeError) {
         debug!(
             "{}: handshake refused with {}: {e}",
-            self.core.clients[key].peer,
+            Peer(&self.core.clients[key].stream),
             e.status()
         );
         self.reject(key, e.response());
@@ -849,9 +884,10 @@ impl<H: Handler> Server<H> {
     fn reject(&mut self, key: usize, response: Vec<u8>) {
         let mut q = SendQueue::new();
         q.push(&response);
+        let now = self.core.stamp();
         let client = &mut self.core.clients[key];
         client.phase = Phase::Reject(q);
-        client.since = self.core.now;
+        client.since = now;
         self.core.rejecting += 1;
         self.core.mark_dirty(key);
         self.core.arm(key);
@@ -872,7 +908,7 @@ impl<H: Handler> Server<H> {
                 Err(e) => {
                     warn!(
                         "{}: protocol error, closing with {}: {e}",
-                        client.peer,
+                        Peer(&client.stream),
                         e.close_code()
                     );
                     self.core.start_closing(key);
@@ -902,10 +938,24 @@ impl<H: Handler> Server<H> {
                         }
                     }
                 }
-                Some(Event::Ping(_)) => self.core.mark_dirty(key),
+                Some(Event::Ping(_)) => {
+                    // Pongs are owed, but a peer that pings without reading
+                    // must not grow its queue without bound.
+                    if conn.buffered_amount() > self.core.config.max_send_queue {
+                        warn!(
+                            "{}: pongs queued past the send limit, closing with 1008",
+                            Peer(&client.stream)
+                        );
+                        let _ =
+                            conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
+                        self.core.start_closing(key);
+                    } else {
+                        self.core.mark_dirty(key);
+                    }
+                }
                 Some(Event::Pong(_)) => {}
                 Some(Event::Close(frame)) => {
-                    client.peer_close = Some((frame.code, frame.reason().into()));
+                    client.peer_close = Some(Box::new((frame.code, frame.reason().into())));
                     self.core.mark_dirty(key);
                     self.core.arm(key);
                 }
@@ -919,7 +969,7 @@ impl<H: Handler> Server<H> {
     /// timeout; `flush` removes the client once it is out.
     fn on_eof(&mut self, key: usize) {
         self.flush(key);
-        let now = self.core.now;
+        let now = self.core.stamp();
         let Some(client) = self.core.clients.get_mut(key) else {
             return; // flush finished it
         };
@@ -970,7 +1020,7 @@ impl<H: Handler> Server<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    debug!("{}: write error: {e}", client.peer);
+                    debug!("{}: write error: {e}", Peer(&client.stream));
                     failed = true;
                     break;
                 }
@@ -992,7 +1042,7 @@ impl<H: Handler> Server<H> {
                 .registry
                 .reregister(&mut client.stream, token, interest)
             {
-                warn!("{}: reregister failed: {e}", client.peer);
+                warn!("{}: reregister failed: {e}", Peer(&client.stream));
                 return self.remove(key);
             }
             client.writable = pending;
@@ -1021,7 +1071,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn run_timers(&mut self) {
-        let now = self.core.now;
+        let now = self.core.stamp();
         // Take every entry due now before acting on any: what is armed
         // during this pass (a zero-delay timer set in `on_timer`, say) runs
         // at the next tick, so the loop always gets back to its I/O.
@@ -1032,14 +1082,15 @@ impl<H: Handler> Server<H> {
         for (at, due) in due_now {
             match due {
                 Due::Client(key, gen) => {
+                    let key = key as usize;
                     let config = &self.core.config;
                     let Some(c) = self.core.clients.get_mut(key).filter(|c| c.gen == gen) else {
                         continue;
                     };
-                    if c.armed != Some(at) {
+                    if c.armed != at {
                         continue; // superseded by an earlier entry
                     }
-                    c.armed = None;
+                    c.armed = NOT_ARMED;
                     match c.deadline(config) {
                         Some(deadline) if deadline <= now => self.expire(key),
                         Some(_) => self.core.arm(key),
@@ -1047,6 +1098,7 @@ impl<H: Handler> Server<H> {
                     }
                 }
                 Due::User(key, gen) => {
+                    let key = key as usize;
                     match self.core.user_timers.get(key) {
                         Some((g, _)) if *g == gen => {}
                         _ => continue, // cancelled
@@ -1079,9 +1131,9 @@ impl<H: Handler> Server<H> {
         let live = user_timers.len() + clients.len() + 1;
         timers.purge_if_bloated(live, |at, due| match due {
             Due::Client(k, g) => clients
-                .get(k)
-                .is_some_and(|c| c.gen == g && c.armed == Some(at)),
-            Due::User(k, g) => user_timers.get(k).is_some_and(|(tg, _)| *tg == g),
+                .get(k as usize)
+                .is_some_and(|c| c.gen == g && c.armed == at),
+            Due::User(k, g) => user_timers.get(k as usize).is_some_and(|(tg, _)| *tg == g),
             Due::Accept => true,
         });
     }
@@ -1093,16 +1145,19 @@ impl<H: Handler> Server<H> {
         if client.peer_eof {
             debug!(
                 "{}: half-closed peer did not read its last bytes in time",
-                client.peer
+                Peer(&client.stream)
             );
             return self.remove(key);
         }
         let Phase::Open(conn) = &mut client.phase else {
-            debug!("{}: timed out before the upgrade completed", client.peer);
+            debug!(
+                "{}: timed out before the upgrade completed",
+                Peer(&client.stream)
+            );
             return self.remove(key);
         };
         if conn.close_sent() {
-            debug!("{}: close handshake timed out", client.peer);
+            debug!("{}: close handshake timed out", Peer(&client.stream));
             return self.remove(key);
         }
         if idle.is_some() && !client.ping_sent {
@@ -1112,7 +1167,7 @@ impl<H: Handler> Server<H> {
             self.core.mark_dirty(key);
             self.core.arm(key);
         } else {
-            debug!("{}: no traffic after a ping, closing", client.peer);
+            debug!("{}: no traffic after a ping, closing", Peer(&client.stream));
             let _ = conn.close(close_code::GOING_AWAY, "idle timeout");
             self.core.start_closing(key);
         }
@@ -1160,17 +1215,17 @@ impl<H: Handler> Server<H> {
             key: key as u32,
             gen: client.gen,
         };
-        let (code, reason) = match (&client.peer_close, &client.phase) {
-            (Some((code, reason)), _) => (*code, reason.clone()),
+        let (code, reason) = match (client.peer_close.take(), &client.phase) {
+            (Some(close), _) => *close,
             (None, Phase::Open(conn)) => (
                 conn.close_code_sent().unwrap_or(close_code::ABNORMAL),
                 "".into(),
             ),
             (None, _) => (close_code::ABNORMAL, "".into()),
         };
-        debug!("{} {id} closed with {code}", client.peer);
+        debug!("{} {id} closed with {code}", Peer(&client.stream));
         // Its data and address stay reachable through Ctx during on_close.
-        self.core.departing = Some((id, client.peer, client.data));
+        self.core.departing = Some((id, client.peer_addr(), client.data));
         self.handler.on_close(
             &mut Ctx {
                 core: &mut self.core,
@@ -1181,4 +1236,9 @@ impl<H: Handler> Server<H> {
         );
         self.core.departing = None;
     }
+}
+
+/// A duration in nanoseconds, saturating (u64 nanoseconds span 584 years).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
