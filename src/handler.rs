@@ -209,9 +209,7 @@ pub struct Ctx<'a, D> {
 impl<D> Ctx<'_, D> {
     /// Queues `msg` for client `id`.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
-        // A frame header is at most 14 bytes.
-        self.core
-            .queue(id, msg.as_bytes().len() + 14, |conn| conn.send(msg).is_ok())
+        self.core.send(id, msg)
     }
 
     /// Sends `msg` to every id in `ids`: the frame is encoded once and its
@@ -231,9 +229,9 @@ impl<D> Ctx<'_, D> {
     }
 
     fn send_shared(&mut self, id: ConnId, frame: &Arc<[u8]>) -> bool {
-        let status = self
-            .core
-            .queue(id, frame.len(), |conn| conn.send_shared(frame).is_ok());
+        let status = self.core.queue(id, frame.len(), |conn, _, _| {
+            conn.send_shared(frame).is_ok()
+        });
         status != SendStatus::Refused
     }
 
@@ -286,7 +284,7 @@ impl<D> Ctx<'_, D> {
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         match (self.core.client(id), &self.core.departing) {
             (Some(c), _) => c.peer_addr(),
-            (None, Some((departed, peer, _))) if *departed == id => *peer,
+            (None, Some((departed, stream, _))) if *departed == id => stream.peer_addr().ok(),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@
 //! | [`utf8`] | incremental, fail-fast UTF-8 validation | no |
 //! | [`protocol`] | one connection's state machine: bytes in, events and bytes out | no |
 //! | [`send_queue`] | outgoing bytes, coalesced and shared | no |
+//! | [`pool`] | spare buffers reused across connections, one pool per thread | no |
 //!
 //! The sans-I/O layers can be driven by hand, byte for byte:
 //!
@@ -57,6 +58,7 @@ pub mod frame;
 pub mod handler;
 pub mod handshake;
 pub mod mask;
+pub mod pool;
 pub mod protocol;
 pub mod send_queue;
 pub mod server;

@@ -34,12 +34,9 @@ use crate::frame::{
     MAX_HEADER_LEN,
 };
 use crate::mask::apply_mask;
+use crate::pool;
 use crate::send_queue::SendQueue;
 use crate::utf8::{assume_valid, truncate, Utf8Validator};
-
-/// A returned message buffer is kept for the next message only up to this
-/// capacity, so one large message does not pin memory on an idle connection.
-const RECYCLE_LIMIT: usize = 64 * 1024;
 
 /// A message, borrowed: what handlers receive and what they send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,8 +409,10 @@ impl Connection {
                         text,
                         utf8: Utf8Validator::new(),
                     });
-                    self.assembly
-                        .reserve(frame.remaining.min(RECYCLE_LIMIT as u64) as usize);
+                    if self.assembly.capacity() == 0 {
+                        let expect = frame.remaining.min(pool::MAX_CAPACITY as u64);
+                        self.assembly = pool::take(expect as usize);
+                    }
                 }
                 if frame.op.is_control() {
                     if frame.remaining <= (total - pos) as u64 {
@@ -592,7 +591,7 @@ impl Connection {
         self.failed = true;
         self.frame = None;
         self.message = None;
-        self.assembly = Vec::new();
+        pool::give(std::mem::take(&mut self.assembly));
         if !self.close_sent {
             let reason = e.to_string();
             let _ = self.close(e.close_code(), truncate(&reason, MAX_CONTROL_PAYLOAD - 2));
@@ -606,6 +605,18 @@ impl Connection {
         }
         self.write_frame(msg.opcode(), msg.as_bytes());
         Ok(())
+    }
+
+    /// The header of the frame [`Connection::send`] would queue for `msg`,
+    /// for a caller that writes the payload from its own buffer (large
+    /// messages, to save a copy) and queues with [`SendQueue::push`] only
+    /// what the socket does not take. `None` for the client role (its
+    /// payload must be masked, which takes a copy anyway) or once closing.
+    pub fn header_for(&self, msg: &Message<'_>) -> Option<([u8; MAX_HEADER_LEN], usize)> {
+        if self.role != Role::Server || self.close_sent {
+            return None;
+        }
+        Some(whole_frame_header(msg.opcode(), msg.as_bytes().len(), None))
     }
 
     /// Queues a frame encoded once by [`encode_shared`] and shared with other
@@ -660,15 +671,7 @@ impl Connection {
             Role::Server => None,
             Role::Client => Some(self.next_mask()),
         };
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode: op.as_u8(),
-            mask,
-            len: payload.len() as u64,
-        };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut head);
+        let (head, n) = whole_frame_header(op, payload.len(), mask);
         let buf = self.out.tail(n + payload.len());
         buf.extend_from_slice(&head[..n]);
         let start = buf.len();
@@ -707,13 +710,10 @@ impl Connection {
         self.out.len()
     }
 
-    /// Gives back a buffer from [`Incoming::into_buffer`] for the next
-    /// fragmented message, if it is small enough to be worth keeping.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.assembly.capacity() == 0 && buf.capacity() <= RECYCLE_LIMIT {
-            buf.clear();
-            self.assembly = buf;
-        }
+    /// Gives back a buffer from [`Incoming::into_buffer`] to this thread's
+    /// buffer pool (see [`crate::pool`]), for the next message that needs one.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        pool::give(buf);
     }
 
     /// Whether data messages can still be sent (no close frame sent yet).
@@ -755,19 +755,29 @@ impl Connection {
 /// on any number of server connections with [`Connection::send_shared`].
 pub fn encode_shared(msg: Message<'_>) -> Arc<[u8]> {
     let payload = msg.as_bytes();
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode: msg.opcode().as_u8(),
-        mask: None,
-        len: payload.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
+    let (head, n) = whole_frame_header(msg.opcode(), payload.len(), None);
     let mut frame = Vec::with_capacity(n + payload.len());
     frame.extend_from_slice(&head[..n]);
     frame.extend_from_slice(payload);
     Arc::from(frame)
+}
+
+/// The header of an unfragmented frame (FIN set, no RSV bits) and its length.
+fn whole_frame_header(
+    op: OpCode,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> ([u8; MAX_HEADER_LEN], usize) {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: op.as_u8(),
+        mask,
+        len: len as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    (head, n)
 }
 
 /// §5.5.1 and §7.4: a close payload is empty, or a valid code plus UTF-8.

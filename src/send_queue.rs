@@ -10,9 +10,12 @@
 //! once and only its `Arc` is queued per recipient. An empty queue holds no
 //! allocation, so an idle connection costs nothing here.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
+
+use crate::pool;
 
 /// Owned chunks stop growing past this size so one huge message does not
 /// make every later small frame re-allocate a huge buffer.
@@ -68,8 +71,7 @@ impl SendQueue {
         let reuse = matches!(self.chunks.back(),
             Some(Chunk::Owned(v)) if v.len() + additional <= COALESCE_LIMIT);
         if !reuse {
-            self.chunks
-                .push_back(Chunk::Owned(Vec::with_capacity(additional)));
+            self.push_chunk(Chunk::Owned(pool::take(additional)));
         }
         match self.chunks.back_mut() {
             Some(Chunk::Owned(v)) => v,
@@ -103,6 +105,7 @@ impl SendQueue {
             return;
         }
         self.len += bytes.len();
+        self.ensure_deque();
         self.chunks.push_front(Chunk::Owned(bytes));
     }
 
@@ -112,7 +115,7 @@ impl SendQueue {
             return;
         }
         self.len += bytes.len();
-        self.chunks.push_back(Chunk::Shared(bytes));
+        self.push_chunk(Chunk::Shared(bytes));
     }
 
     /// Fills `out` with the queued bytes in order, for a vectored write;
@@ -158,20 +161,66 @@ impl SendQueue {
                 return;
             }
             n -= left;
-            self.chunks.pop_front();
+            if let Some(Chunk::Owned(buf)) = self.chunks.pop_front() {
+                pool::give(buf);
+            }
             self.head_written = 0;
         }
         if self.len == 0 {
-            // Give memory back: an idle connection keeps no buffer.
-            self.chunks = VecDeque::new();
+            // An idle connection keeps no buffer: its chunk went back to the
+            // pool above, and the deque's own small buffer goes too.
+            give_deque(std::mem::take(&mut self.chunks));
             self.head_written = 0;
+        }
+    }
+
+    fn push_chunk(&mut self, chunk: Chunk) {
+        self.ensure_deque();
+        self.chunks.push_back(chunk);
+    }
+
+    fn ensure_deque(&mut self) {
+        if self.chunks.capacity() == 0 {
+            self.chunks = take_deque();
         }
     }
 
     /// Drops everything queued.
     pub fn clear(&mut self) {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        for chunk in chunks.drain(..) {
+            if let Chunk::Owned(buf) = chunk {
+                pool::give(buf);
+            }
+        }
+        give_deque(chunks);
         *self = Self::default();
     }
+}
+
+thread_local! {
+    /// Empty chunk deques for queues that become busy: like the byte
+    /// buffers in [`crate::pool`], so that a queue going from empty to busy
+    /// and back allocates nothing.
+    static DEQUES: RefCell<Vec<VecDeque<Chunk>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_deque() -> VecDeque<Chunk> {
+    DEQUES.with(|d| d.borrow_mut().pop()).unwrap_or_default()
+}
+
+fn give_deque(deque: VecDeque<Chunk>) {
+    // Invariant: callers only give drained deques.
+    debug_assert!(deque.is_empty());
+    if deque.capacity() == 0 || deque.capacity() > 64 {
+        return;
+    }
+    DEQUES.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.len() < pool::MAX_BUFFERS {
+            d.push(deque);
+        }
+    });
 }
 
 #[cfg(test)]

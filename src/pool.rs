@@ -1,0 +1,71 @@
+//! Spare byte buffers, one pool per thread.
+//!
+//! ```text
+//! send queue drained ──┐                       ┌──► next send queue tail
+//! message delivered ───┴─► give ──► [pool] ──► take ──► next message assembly
+//! ```
+//!
+//! A connection holds a buffer only while bytes wait in it, so an idle
+//! connection holds none; the pool is what makes that free: the echo path
+//! takes a buffer that an earlier flush gave back instead of calling the
+//! allocator for every message. The loop runs on one thread, so one pool per
+//! thread is one pool per loop. It keeps at most [`MAX_BUFFERS`] buffers of
+//! at most [`MAX_CAPACITY`] bytes each, so what it holds is bounded.
+
+use std::cell::RefCell;
+
+/// Buffers kept at most.
+pub const MAX_BUFFERS: usize = 64;
+/// Larger buffers are freed rather than kept (one huge message must not pin
+/// memory).
+pub const MAX_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for at least `capacity` bytes, from the pool
+/// when it has one.
+pub fn take(capacity: usize) -> Vec<u8> {
+    let mut buf = POOL
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default();
+    buf.reserve(capacity);
+    buf
+}
+
+/// Gives a buffer back for reuse (dropped if the pool is full or the buffer
+/// is too large to keep).
+pub fn give(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_CAPACITY {
+        return;
+    }
+    buf.clear();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < MAX_BUFFERS {
+            pool.push(buf);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_buffers_and_bounds_what_it_keeps() {
+        let buf = take(100);
+        let ptr = buf.as_ptr();
+        give(buf);
+        let again = take(10);
+        assert_eq!(again.as_ptr(), ptr, "the buffer came back from the pool");
+        assert!(again.is_empty());
+        give(Vec::with_capacity(MAX_CAPACITY + 1)); // too large: dropped
+        for _ in 0..MAX_BUFFERS + 10 {
+            give(Vec::with_capacity(16));
+        }
+        assert_eq!(POOL.with(|p| p.borrow().len()), MAX_BUFFERS);
+        assert!(POOL.with(|p| p.borrow().iter().all(|b| b.capacity() <= MAX_CAPACITY)));
+    }
+}
