@@ -10,25 +10,40 @@
 //! takes a buffer that an earlier flush gave back instead of calling the
 //! allocator for every message. The loop runs on one thread, so one pool per
 //! thread is one pool per loop. It keeps at most [`MAX_BUFFERS`] buffers of
-//! at most [`MAX_CAPACITY`] bytes each, so what it holds is bounded.
+//! at most [`MAX_CAPACITY`] bytes each and [`MAX_POOLED_BYTES`] in all, so
+//! what it holds is bounded, yet enough for every client of a busy
+//! iteration to find a buffer.
 
 use std::cell::RefCell;
 
 /// Buffers kept at most.
-pub const MAX_BUFFERS: usize = 64;
+pub const MAX_BUFFERS: usize = 4096;
+/// Bytes of capacity kept at most, over all pooled buffers.
+pub const MAX_POOLED_BYTES: usize = 4 * 1024 * 1024;
 /// Larger buffers are freed rather than kept (one huge message must not pin
 /// memory).
 pub const MAX_CAPACITY: usize = 64 * 1024;
 
 thread_local! {
-    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool { bufs: Vec::new(), bytes: 0 }) };
+}
+
+struct Pool {
+    bufs: Vec<Vec<u8>>,
+    /// Capacity of `bufs`, summed.
+    bytes: usize,
 }
 
 /// An empty buffer with room for at least `capacity` bytes, from the pool
 /// when it has one.
 pub fn take(capacity: usize) -> Vec<u8> {
     let mut buf = POOL
-        .with(|pool| pool.borrow_mut().pop())
+        .with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let buf = pool.bufs.pop()?;
+            pool.bytes -= buf.capacity();
+            Some(buf)
+        })
         .unwrap_or_default();
     buf.reserve(capacity);
     buf
@@ -43,8 +58,9 @@ pub fn give(mut buf: Vec<u8>) {
     buf.clear();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.len() < MAX_BUFFERS {
-            pool.push(buf);
+        if pool.bufs.len() < MAX_BUFFERS && pool.bytes + buf.capacity() <= MAX_POOLED_BYTES {
+            pool.bytes += buf.capacity();
+            pool.bufs.push(buf);
         }
     });
 }
@@ -65,7 +81,17 @@ mod tests {
         for _ in 0..MAX_BUFFERS + 10 {
             give(Vec::with_capacity(16));
         }
-        assert_eq!(POOL.with(|p| p.borrow().len()), MAX_BUFFERS);
-        assert!(POOL.with(|p| p.borrow().iter().all(|b| b.capacity() <= MAX_CAPACITY)));
+        assert_eq!(POOL.with(|p| p.borrow().bufs.len()), MAX_BUFFERS);
+        for _ in 0..MAX_BUFFERS {
+            drop(take(0));
+        }
+        for _ in 0..MAX_POOLED_BYTES / MAX_CAPACITY + 10 {
+            give(Vec::with_capacity(MAX_CAPACITY));
+        }
+        POOL.with(|p| {
+            let p = p.borrow();
+            assert!(p.bytes <= MAX_POOLED_BYTES);
+            assert_eq!(p.bytes, p.bufs.iter().map(Vec::capacity).sum::<usize>());
+        });
     }
 }

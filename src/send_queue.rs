@@ -140,6 +140,11 @@ impl SendQueue {
         n
     }
 
+    /// Whether everything queued is one contiguous run ([`SendQueue::front`]).
+    pub fn is_contiguous(&self) -> bool {
+        self.chunks.len() <= 1
+    }
+
     /// The first contiguous run of queued bytes.
     pub fn front(&self) -> &[u8] {
         match self.chunks.front() {

@@ -58,7 +58,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// this, new ones are dropped without an answer.
 const MAX_REJECTING: usize = 1024;
 /// Slices per vectored write.
-const MAX_IOVECS: usize = 64;
+const MAX_IOVECS: usize = 16;
 
 const LISTENER: usize = 0;
 const WAKER: usize = 1;
@@ -166,6 +166,8 @@ pub(crate) struct Core<D> {
     pub(crate) user_timers: Slab<(u32, u64)>,
     pub(crate) timer_gen: u32,
     pub(crate) now: Instant,
+    /// `now` as a [`Stamp`], kept with it.
+    now_stamp: Stamp,
     /// What [`Stamp`]s count from.
     epoch: Instant,
     config: Config,
@@ -237,7 +239,13 @@ impl<D> Core<D> {
 
     /// `now` as a [`Stamp`].
     pub(crate) fn stamp(&self) -> Stamp {
-        nanos(self.now.saturating_duration_since(self.epoch))
+        self.now_stamp
+    }
+
+    /// Moves the loop's time (once per event or tick, not per message).
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.now_stamp = nanos(now.saturating_duration_since(self.epoch));
     }
 
     /// Queues up to `size` bytes for `id` with `push`, unless that would take
@@ -476,6 +484,7 @@ impl<H: Handler> Server<H> {
                 user_timers: Slab::new(),
                 timer_gen: 0,
                 now: clock.now(),
+                now_stamp: 0,
                 epoch: clock.now(),
                 config,
                 dirty: Vec::new(),
@@ -506,8 +515,8 @@ impl<H: Handler> Server<H> {
     /// Replaces the clock (tests use [`crate::clock::ManualClock`]).
     pub fn set_clock(&mut self, clock: impl Clock + 'static) {
         self.clock = Box::new(clock);
-        self.core.now = self.clock.now();
-        self.core.epoch = self.core.now;
+        self.core.epoch = self.clock.now();
+        self.core.set_now(self.core.epoch);
     }
 
     /// The address the listener is bound to.
@@ -529,7 +538,7 @@ impl<H: Handler> Server<H> {
     /// callback (an embedding host forwarding data, say). What is sent goes
     /// out at the next [`Server::tick`].
     pub fn context(&mut self) -> (&mut H, Ctx<'_, H::Data>) {
-        self.core.now = self.clock.now();
+        self.core.set_now(self.clock.now());
         (
             &mut self.handler,
             Ctx {
@@ -626,7 +635,7 @@ impl<H: Handler> Server<H> {
 
     /// Handles one readiness event for a token this server owns.
     pub fn handle_event(&mut self, event: &mio::event::Event) {
-        self.core.now = self.clock.now();
+        self.core.set_now(self.clock.now());
         let Some(slot) = event.token().0.checked_sub(self.tokens.start) else {
             return;
         };
@@ -648,7 +657,7 @@ impl<H: Handler> Server<H> {
     /// Runs what is due: clients left with unread input, timers, a requested
     /// shutdown, and the flush of everything queued in this iteration.
     pub fn tick(&mut self) {
-        self.core.now = self.clock.now();
+        self.core.set_now(self.clock.now());
         for (key, gen, read_closed) in std::mem::take(&mut self.backlog) {
             if self.core.clients.get(key).is_some_and(|c| c.gen == gen) {
                 self.read_ready(key, read_closed);
@@ -1054,9 +1063,15 @@ impl<H: Handler> Server<H> {
         };
         let mut failed = false;
         while !queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = queue.io_slices(&mut slices);
-            match client.stream.write_vectored(&slices[..n]) {
+            let result = if queue.is_contiguous() {
+                // The common case (one coalesced chunk): no iovec array.
+                client.stream.write(queue.front())
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = queue.io_slices(&mut slices);
+                client.stream.write_vectored(&slices[..n])
+            };
+            match result {
                 Ok(0) => {
                     failed = true;
                     break;

@@ -12,7 +12,9 @@
 //! once (Autobahn 6.4.x), while a sequence that is merely cut short is only an
 //! error when the message ends ([`Utf8Validator::finish`]).
 //!
-//! The fast path is `simdutf8::basic`, which only says yes or no; on a no,
+//! The fast paths are an ASCII check (word at a time: short ASCII text, the
+//! common case, is done before SIMD validation would have set up) and
+//! `simdutf8::basic`, which only says yes or no; on a no,
 //! `simdutf8::compat` says where and whether the input just ended early.
 //! This module also holds the crate's one `unsafe` block: turning bytes that
 //! were already validated into `&str` without validating them twice.
@@ -44,7 +46,7 @@ impl Utf8Validator {
                 return Ok(()); // still cut short; `bytes` was all used
             }
         }
-        if simdutf8::basic::from_utf8(bytes).is_ok() {
+        if bytes.is_ascii() || simdutf8::basic::from_utf8(bytes).is_ok() {
             return Ok(());
         }
         match simdutf8::compat::from_utf8(bytes) {
