@@ -994,8 +994,9 @@ impl<H: Handler> Server<H> {
                 }
                 Some(Event::Ping(_)) => {
                     // Pongs are owed, but a peer that pings without reading
-                    // must not grow its queue without bound.
-                    if conn.buffered_amount() > self.core.config.max_send_queue {
+                    // must not grow its queue without bound. Once closing, no
+                    // pongs are queued, and the close timeout must not restart.
+                    if conn.is_open() && conn.buffered_amount() > self.core.config.max_send_queue {
                         warn!(
                             "{}: pongs queued past the send limit, closing with 1008",
                             Peer(&client.stream)
