@@ -17,6 +17,7 @@
 //! | [`protocol`] | one connection's state machine: bytes in, events and bytes out | no |
 //! | [`send_queue`] | outgoing bytes, coalesced and shared | no |
 //! | [`pool`] | spare buffers reused across connections, one pool per thread | no |
+//! | `deflate` | permessage-deflate (RFC 7692): negotiation, compressor, bounded decompressor (feature `deflate`) | no |
 //!
 //! The sans-I/O layers can be driven by hand, byte for byte:
 //!
@@ -54,6 +55,8 @@ pub struct ReadmeDoctests;
 
 pub mod clock;
 pub mod config;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod frame;
 pub mod handler;
 pub mod handshake;
