@@ -29,6 +29,23 @@ use crate::config::Config;
 /// The GUID of RFC 6455 §1.3, appended to the key before hashing.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// Optional whitespace around list elements and values: space and tab only
+/// (RFC 9110 §5.6.3). `str::trim` would also strip Unicode spaces such as
+/// U+00A0 and U+2028, letting `Upgrade\u{2028}` pass as the token `upgrade`.
+const OWS: [char; 2] = [' ', '\t'];
+
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
 /// Header lines accepted in one request; more get HTTP 431. Browsers send
 /// about 15; this bounds httparse's stack array and the work per request.
 pub const MAX_HEADERS: usize = 64;
@@ -71,6 +88,9 @@ pub enum HandshakeError {
     /// §4.2.1 item 2: a `Host` header.
     #[error("missing Host header")]
     MissingHost,
+    /// RFC 9112 §3.2: more than one `Host` header.
+    #[error("more than one Host header")]
+    DuplicateHost,
     /// §4.2.1 item 3: no `Upgrade: websocket`; a plain HTTP request.
     #[error("this resource only speaks WebSocket: send Upgrade: websocket")]
     NotWebSocket,
@@ -334,8 +354,11 @@ impl Request {
         if self.version < 1 {
             return Err(HandshakeError::HttpVersion);
         }
-        if self.header("host").is_none() {
-            return Err(HandshakeError::MissingHost);
+        // RFC 9112 §3.2: no Host, or more than one, is a 400.
+        match self.headers_named("host").count() {
+            0 => return Err(HandshakeError::MissingHost),
+            1 => {}
+            _ => return Err(HandshakeError::DuplicateHost),
         }
         if !self.has_token("upgrade", "websocket") {
             return Err(HandshakeError::NotWebSocket);
@@ -344,10 +367,10 @@ impl Request {
             return Err(HandshakeError::ConnectionNotUpgrade);
         }
         match self.header("sec-websocket-version") {
-            Some(v) if v.trim_ascii() == b"13" => {}
+            Some(v) if trim_ows(v) == b"13" => {}
             Some(v) => {
                 return Err(HandshakeError::UnsupportedVersion(
-                    String::from_utf8_lossy(v.trim_ascii()).into_owned(),
+                    String::from_utf8_lossy(trim_ows(v)).into_owned(),
                 ))
             }
             None => return Err(HandshakeError::UnsupportedVersion(String::new())),
@@ -357,7 +380,7 @@ impl Request {
         if keys.next().is_some() {
             return Err(HandshakeError::DuplicateKey);
         }
-        match BASE64.decode(key.trim_ascii()) {
+        match BASE64.decode(trim_ows(key)) {
             Ok(bytes) if bytes.len() == 16 => {}
             _ => return Err(HandshakeError::BadKey),
         }
@@ -440,7 +463,8 @@ impl Request {
 
     /// The `Sec-WebSocket-Key` header, trimmed.
     pub fn key(&self) -> &str {
-        self.header_str("sec-websocket-key").unwrap_or("").trim()
+        self.header_str("sec-websocket-key")
+            .map_or("", |k| k.trim_matches(OWS))
     }
 
     /// Subprotocols offered in every `Sec-WebSocket-Protocol` header, in the
@@ -464,7 +488,7 @@ impl Request {
         self.headers_named(name)
             .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .map(|s| s.trim_matches(OWS))
             .filter(|s| !s.is_empty())
     }
 
@@ -484,18 +508,18 @@ pub struct ExtensionOffer<'a> {
 
 impl<'a> ExtensionOffer<'a> {
     fn parse(offer: &'a str) -> Option<Self> {
-        let mut parts = split_outside_quotes(';')(offer).map(str::trim);
+        let mut parts = split_outside_quotes(';')(offer).map(|p| p.trim_matches(OWS));
         let name = parts.next().filter(|n| !n.is_empty())?;
         let params = parts
             .filter(|p| !p.is_empty())
             .map(|p| match p.split_once('=') {
                 Some((k, v)) => {
-                    let v = v.trim();
+                    let v = v.trim_matches(OWS);
                     let v = v
                         .strip_prefix('"')
                         .and_then(|v| v.strip_suffix('"'))
                         .unwrap_or(v);
-                    (k.trim(), Some(v))
+                    (k.trim_matches(OWS), Some(v))
                 }
                 None => (p, None),
             })

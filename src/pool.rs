@@ -17,9 +17,14 @@
 use std::cell::RefCell;
 
 /// Buffers kept at most.
-pub const MAX_BUFFERS: usize = 4096;
-/// Bytes of capacity kept at most, over all pooled buffers.
-pub const MAX_POOLED_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BUFFERS: usize = 1024;
+/// Bytes of capacity kept at most, over all pooled buffers: a fixed cost
+/// per loop, a few hundred bytes per connection at most at 10,000 of them.
+pub const MAX_POOLED_BYTES: usize = 1024 * 1024;
+/// Buffers handed out have at least this capacity, and smaller ones (an
+/// exact-size handshake response, say) are not kept: a pooled buffer must
+/// be worth its slot.
+pub const MIN_CAPACITY: usize = 512;
 /// Larger buffers are freed rather than kept (one huge message must not pin
 /// memory).
 pub const MAX_CAPACITY: usize = 64 * 1024;
@@ -45,14 +50,14 @@ pub fn take(capacity: usize) -> Vec<u8> {
             Some(buf)
         })
         .unwrap_or_default();
-    buf.reserve(capacity);
+    buf.reserve(capacity.max(MIN_CAPACITY));
     buf
 }
 
 /// Gives a buffer back for reuse (dropped if the pool is full or the buffer
 /// is too large to keep).
 pub fn give(mut buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > MAX_CAPACITY {
+    if buf.capacity() < MIN_CAPACITY || buf.capacity() > MAX_CAPACITY {
         return;
     }
     buf.clear();
@@ -78,8 +83,10 @@ mod tests {
         assert_eq!(again.as_ptr(), ptr, "the buffer came back from the pool");
         assert!(again.is_empty());
         give(Vec::with_capacity(MAX_CAPACITY + 1)); // too large: dropped
+        give(Vec::with_capacity(MIN_CAPACITY - 1)); // too small: dropped
+        assert_eq!(POOL.with(|p| p.borrow().bufs.len()), 0);
         for _ in 0..MAX_BUFFERS + 10 {
-            give(Vec::with_capacity(16));
+            give(Vec::with_capacity(MIN_CAPACITY));
         }
         assert_eq!(POOL.with(|p| p.borrow().bufs.len()), MAX_BUFFERS);
         for _ in 0..MAX_BUFFERS {

@@ -210,6 +210,9 @@ thread_local! {
     static DEQUES: RefCell<Vec<VecDeque<Chunk>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Deques kept at most (each holds a 4-chunk buffer, about 128 bytes).
+const MAX_POOLED_DEQUES: usize = 256;
+
 fn take_deque() -> VecDeque<Chunk> {
     DEQUES.with(|d| d.borrow_mut().pop()).unwrap_or_default()
 }
@@ -222,7 +225,7 @@ fn give_deque(deque: VecDeque<Chunk>) {
     }
     DEQUES.with(|d| {
         let mut d = d.borrow_mut();
-        if d.len() < pool::MAX_BUFFERS {
+        if d.len() < MAX_POOLED_DEQUES {
             d.push(deque);
         }
     });

@@ -330,6 +330,34 @@ fn missing_host_is_400() {
 }
 
 #[test]
+fn a_second_host_is_400() {
+    let mut headers = base();
+    headers.push(("Host", "other.example"));
+    let e = error(&get(&headers));
+    assert_eq!(e, HandshakeError::DuplicateHost);
+    check_response(&e, 400, "Bad Request");
+}
+
+/// RFC 9110 §5.6.3: optional whitespace is space and tab only. Found by the
+/// `handshake` fuzz target: `str::trim` also stripped U+2028, U+00A0...
+#[test]
+fn only_space_and_tab_are_trimmed_around_tokens() {
+    let e = error(&get(&replacing("Connection", "Upgrade\u{2028}")));
+    assert_eq!(e, HandshakeError::ConnectionNotUpgrade);
+    let e = error(&get(&replacing("Upgrade", "websocket\u{a0}")));
+    assert_eq!(e, HandshakeError::NotWebSocket);
+    let (request, _) = complete(&get(&replacing("Upgrade", " \twebsocket\t ")));
+    assert_eq!(request.path(), "/chat");
+    let mut headers = base();
+    headers.push(("Sec-WebSocket-Protocol", "chat\u{a0}, \tsuperchat "));
+    let (request, _) = complete(&get(&headers));
+    assert_eq!(
+        request.protocols().collect::<Vec<_>>(),
+        ["chat\u{a0}", "superchat"]
+    );
+}
+
+#[test]
 fn missing_or_wrong_upgrade_is_426_naming_websocket() {
     for headers in [
         without("Upgrade"),
