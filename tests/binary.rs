@@ -5,10 +5,9 @@
 //! Every process is killed and reaped when its test ends (`Wsloop`'s Drop),
 //! and every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tungstenite::client::ClientRequestBuilder;
@@ -17,77 +16,32 @@ use tungstenite::{Bytes, Message, WebSocket};
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/wsloop_bin.rs"]
+mod wsloop_bin;
 
 use process::run_with_deadline;
-
-const BIN: &str = env!("CARGO_BIN_EXE_wsloop");
+use wsloop_bin::{Wsloop, BIN};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 type Ws = WebSocket<TcpStream>;
 
-/// A running `wsloop`, killed and reaped on drop.
-struct Wsloop {
-    child: Child,
-    addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
+/// What these tests need of a running `wsloop` beyond `wsloop_bin`.
+trait WsloopExt {
+    fn pid_str(&self) -> String;
+    fn signal(&self, name: &str);
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus>;
+    fn wait_log(&self, parts: &[&str], count: usize) -> Vec<String>;
+    fn ws(&self, path: &str) -> Ws;
 }
 
-impl Wsloop {
-    /// Starts the binary on a free port with `args` (plus `--log-level info`
-    /// unless `args` or `env` say otherwise) and waits for its listening line.
-    fn start(args: &[&str]) -> Wsloop {
-        Self::start_env(args, &[])
-    }
-
-    fn start_env(args: &[&str], env: &[(&str, &str)]) -> Wsloop {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
-        cmd.env_remove("RUST_LOG").env_remove("WSLOOP_LISTEN");
-        if !args.contains(&"--log-level") && env.iter().all(|(k, _)| *k != "RUST_LOG") {
-            cmd.args(["--log-level", "info"]);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsloop");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("wsloop: {line}");
-                if let Some(rest) = line.split("listening on ws://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut server = Wsloop {
-            child,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            logs,
-        };
-        let addr = rx
-            .recv_timeout(TIMEOUT)
-            .expect("no `listening on ws://...` line within 10 s");
-        server.addr = addr.parse().expect("listening address");
-        server
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
+impl WsloopExt for Wsloop {
+    fn pid_str(&self) -> String {
+        self.pid().to_string()
     }
 
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid()])
+            .args([&format!("-{name}"), &self.pid_str()])
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} failed");
@@ -104,10 +58,6 @@ impl Wsloop {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
     }
 
     /// Waits until `count` log lines contain every one of `parts`.
@@ -134,13 +84,6 @@ impl Wsloop {
 
     fn ws(&self, path: &str) -> Ws {
         connect(self.addr, path, &[])
-    }
-}
-
-impl Drop for Wsloop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -542,7 +485,7 @@ fn many_pushing_clients_share_one_thread() {
         }
     }
     assert!(start.elapsed() < Duration::from_secs(20));
-    if let Some(n) = threads(&server.pid()) {
+    if let Some(n) = threads(&server.pid_str()) {
         assert_eq!(n, 1, "every client and timer on one thread");
     }
     for ws in &mut clients {

@@ -9,16 +9,18 @@
 //! Screenshots: `target/browser-screenshot.png` (1280x800) and
 //! `target/browser-screenshot-phone.png` (390x844).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/wsloop_bin.rs"]
+mod wsloop_bin;
 
-use process::{run_with_deadline, Reaper};
+use process::run_with_deadline;
+use wsloop_bin::Wsloop;
 
 fn missing_peer(what: &str) {
     let required = std::env::var("WSLOOP_REQUIRE_PEERS").is_ok_and(|v| v == "1");
@@ -44,45 +46,6 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Starts the binary on a free port; returns it and its address.
-fn start_server() -> (Reaper, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsloop"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "info",
-            "--push-interval",
-            "2-3",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop");
-    let stderr = child.stderr.take().expect("stderr");
-    let server = Reaper(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("wsloop: {line}");
-            if !sent {
-                if let Some(rest) = line.split("listening on ws://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("wsloop did not say where it listens within 10 s");
-    (server, addr)
-}
-
 #[test]
 fn page_works_in_headless_chromium() {
     let chromium = std::env::var("WSLOOP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -106,7 +69,8 @@ fn page_works_in_headless_chromium() {
         return missing_peer("playwright-core is not installed in tests/browser (npm ci)");
     }
 
-    let (_server, addr) = start_server();
+    let server = Wsloop::start(&["--push-interval", "2-3"]);
+    let addr = server.addr;
     let target = target_dir();
     std::fs::create_dir_all(&target).expect("target dir");
     let shot = target.join("browser-screenshot.png");

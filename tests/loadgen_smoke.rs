@@ -8,14 +8,14 @@
 //! (`cargo test --test loadgen_smoke`) it may be missing: then the test says
 //! so and passes, unless `WSLOOP_REQUIRE_PEERS=1`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/wsloop_bin.rs"]
+mod wsloop_bin;
 
 // The load generator's own modules, compiled here too so that their unit
 // tests (histogram buckets, flag parsing, /proc readers, base64) run under
@@ -33,9 +33,8 @@ mod net;
 #[path = "../examples/loadgen/procfs.rs"]
 mod procfs;
 
-use process::{run_with_deadline, Reaper};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wsloop");
+use process::run_with_deadline;
+use wsloop_bin::Wsloop;
 
 /// `target/<profile>/examples/loadgen`, next to this test's `deps/`.
 fn loadgen() -> Option<PathBuf> {
@@ -59,40 +58,12 @@ fn loadgen() -> Option<PathBuf> {
     None
 }
 
-/// Starts wsloop on a free port; returns it and its address.
-fn wsloop(args: &[&str]) -> (Reaper, String) {
-    let mut child: Child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wsloop");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining after the address so the server never blocks on
-        // a full pipe.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("no `listening on ws://...` line within 10 s");
-    (Reaper(child), addr)
-}
-
 /// Runs the load generator against a fresh server; returns its JSON line.
 fn run(mode: &str, path: &str, args: &[&str]) -> Option<String> {
     let loadgen = loadgen()?;
-    let (server, addr) = wsloop(&["--max-clients", "2000"]);
-    let pid = server.0.id().to_string();
+    let server = Wsloop::start(&["--max-clients", "2000"]);
+    let addr = server.addr;
+    let pid = server.pid().to_string();
     let url = format!("ws://{addr}{path}");
     let mut cmd = Command::new(loadgen);
     cmd.args([mode, "--url", &url, "--server-pid", &pid, "-q"])

@@ -25,12 +25,22 @@ impl Wsloop {
     /// Starts the binary on a free port with `args` (plus `--log-level
     /// info` unless `args` has a level) and waits for its listening line.
     pub fn start(args: &[&str]) -> Wsloop {
-        Self::start_limited(args, None)
+        Self::spawn(args, &[], None)
+    }
+
+    /// The same with extra environment variables (a `RUST_LOG` in `env`
+    /// also stops the default `--log-level info`).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Wsloop {
+        Self::spawn(args, env, None)
     }
 
     /// The same under `ulimit -n nofile` (the shell execs the binary, so the
     /// child's pid is the server's).
     pub fn start_limited(args: &[&str], nofile: Option<u64>) -> Wsloop {
+        Self::spawn(args, &[], nofile)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Wsloop {
         let mut cmd = match nofile {
             Some(n) => {
                 let mut c = Command::new("/bin/sh");
@@ -41,10 +51,13 @@ impl Wsloop {
             None => Command::new(BIN),
         };
         cmd.args(["--listen", "127.0.0.1:0"]).args(args);
-        if !args.contains(&"--log-level") {
+        if !args.contains(&"--log-level") && env.iter().all(|(k, _)| *k != "RUST_LOG") {
             cmd.args(["--log-level", "info"]);
         }
         cmd.env_remove("RUST_LOG").env_remove("WSLOOP_LISTEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
