@@ -337,39 +337,11 @@ fn fd_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Makes the next close of `stream` send a RST instead of a FIN.
-#[cfg(target_os = "linux")]
+/// Makes the next close of `stream` send a RST instead of a FIN
+/// (`SO_LINGER` 0, through socket2 rather than a hand-written FFI call).
 fn linger_zero(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct Linger {
-        onoff: i32,
-        linger: i32,
-    }
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
-    }
-    const SOL_SOCKET: i32 = 1;
-    const SO_LINGER: i32 = 13;
-    let value = Linger {
-        onoff: 1,
-        linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a pointer to a live `struct
-    // linger` of the stated size.
-    unsafe {
-        setsockopt(
-            stream.as_raw_fd(),
-            SOL_SOCKET,
-            SO_LINGER,
-            &value,
-            std::mem::size_of::<Linger>() as u32,
-        );
-    }
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
-
-#[cfg(not(target_os = "linux"))]
-fn linger_zero(_stream: &TcpStream) {}
 
 // ---------------------------------------------------------------- messages
 

@@ -54,36 +54,9 @@ const LONG: Duration = Duration::from_secs(20);
 
 /// Makes the close of `stream` send a RST (`SO_LINGER` 0), then closes it.
 fn reset(stream: TcpStream) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        #[repr(C)]
-        struct Linger {
-            onoff: i32,
-            linger: i32,
-        }
-        extern "C" {
-            fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
-        }
-        const SOL_SOCKET: i32 = 1;
-        const SO_LINGER: i32 = 13;
-        let value = Linger {
-            onoff: 1,
-            linger: 0,
-        };
-        // SAFETY: a valid socket descriptor and a live `struct linger` of
-        // the stated size.
-        let rc = unsafe {
-            setsockopt(
-                stream.as_raw_fd(),
-                SOL_SOCKET,
-                SO_LINGER,
-                &value,
-                std::mem::size_of::<Linger>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
-    }
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("setsockopt(SO_LINGER)");
     drop(stream);
 }
 
