@@ -48,6 +48,12 @@ pub struct Config {
     /// `Origin` values allowed to connect; others get HTTP 403. Empty (the
     /// default) allows any origin, as non-browser clients send none.
     pub allowed_origins: Vec<String>,
+    /// permessage-deflate (RFC 7692): whether offers are accepted and with
+    /// which parameters. Default: accepted, on the client's terms, with
+    /// compressors created only when a message needs one (see
+    /// [`DeflateConfig`](crate::deflate::DeflateConfig)).
+    #[cfg(feature = "deflate")]
+    pub deflate: crate::deflate::DeflateConfig,
 }
 
 impl Default for Config {
@@ -62,6 +68,8 @@ impl Default for Config {
             idle_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
             allowed_origins: Vec::new(),
+            #[cfg(feature = "deflate")]
+            deflate: crate::deflate::DeflateConfig::default(),
         }
     }
 }
@@ -112,6 +120,8 @@ impl Config {
         if self.idle_timeout.is_some_and(|d| d.is_zero()) {
             return err("idle_timeout", "must be longer than zero (or None)");
         }
+        #[cfg(feature = "deflate")]
+        self.deflate.validate()?;
         Ok(())
     }
 }

@@ -12,11 +12,11 @@
 //! the iteration ends.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::frame::MAX_HEADER_LEN;
 use crate::handshake::Request;
-use crate::protocol::{encode_shared, Message};
+use crate::protocol::{Broadcast, Message};
 use crate::server::{Core, Phase};
 use crate::timers::Due;
 
@@ -213,12 +213,22 @@ impl<D> Ctx<'_, D> {
     }
 
     /// Sends `msg` to every id in `ids`: the frame is encoded once and its
-    /// bytes are shared by every recipient's queue. Returns how many
-    /// recipients took it.
+    /// bytes are shared by every recipient's queue (with permessage-deflate:
+    /// compressed once for the recipients that share parameters without
+    /// context takeover, see [`Connection::send_broadcast`]). Returns how
+    /// many recipients took it.
+    ///
+    /// [`Connection::send_broadcast`]: crate::protocol::Connection::send_broadcast
     pub fn broadcast(&mut self, ids: impl IntoIterator<Item = ConnId>, msg: Message<'_>) -> usize {
-        let frame = encode_shared(msg);
+        let mut b = Broadcast::new(msg);
+        let size = msg.as_bytes().len() + MAX_HEADER_LEN;
         ids.into_iter()
-            .filter(|&id| self.send_shared(id, &frame))
+            .filter(|&id| {
+                let status = self
+                    .core
+                    .queue(id, size, |conn, _, _| conn.send_broadcast(&mut b).is_ok());
+                status != SendStatus::Refused
+            })
             .count()
     }
 
@@ -226,13 +236,6 @@ impl<D> Ctx<'_, D> {
     pub fn broadcast_all(&mut self, msg: Message<'_>) -> usize {
         let ids = self.ids();
         self.broadcast(ids, msg)
-    }
-
-    fn send_shared(&mut self, id: ConnId, frame: &Arc<[u8]>) -> bool {
-        let status = self.core.queue(id, frame.len(), |conn, _, _| {
-            conn.send_shared(frame).is_ok()
-        });
-        status != SendStatus::Refused
     }
 
     /// Starts the closing handshake with client `id`: a close frame with
@@ -276,6 +279,16 @@ impl<D> Ctx<'_, D> {
                 Some((departed, _, data)) if *departed == id => Some(data),
                 _ => None,
             },
+        }
+    }
+
+    /// The `Sec-WebSocket-Extensions` answer the client was accepted with
+    /// (for example `permessage-deflate; client_max_window_bits=15`), or
+    /// `None` when no extension is in force. Known from `on_open` on.
+    pub fn extensions(&self, id: ConnId) -> Option<&str> {
+        match &self.core.client(id)?.phase {
+            Phase::Open(conn) => conn.extensions(),
+            _ => None,
         }
     }
 

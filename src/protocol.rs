@@ -38,6 +38,15 @@ use crate::pool;
 use crate::send_queue::SendQueue;
 use crate::utf8::{assume_valid, truncate, Utf8Validator};
 
+#[cfg(feature = "deflate")]
+use crate::deflate::{Agreed, InflateError, Session};
+#[cfg(not(feature = "deflate"))]
+use no_deflate::Session;
+
+/// RSV1, the bit permessage-deflate gives meaning to (RFC 7692 §6), in
+/// [`FrameHeader::rsv`]'s encoding.
+const RSV1: u8 = 0b100;
+
 /// A message, borrowed: what handlers receive and what they send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -209,7 +218,8 @@ pub enum ProtocolError {
         /// The limit.
         limit: usize,
     },
-    /// A message's fragments add up to more than the configured limit.
+    /// A message's fragments (or, compressed, what they inflate to) add up
+    /// to more than the configured limit.
     #[error("message of at least {size} bytes exceeds the limit of {limit}")]
     MessageTooBig {
         /// Bytes received so far plus the announced frame.
@@ -226,15 +236,27 @@ pub enum ProtocolError {
     /// §5.5.1: the close reason is not valid UTF-8.
     #[error("close reason is not valid UTF-8")]
     InvalidCloseReason,
+    /// RFC 7692 §6.1: RSV1 (compressed) on a control frame.
+    #[error("control frame with RSV1 set")]
+    CompressedControl,
+    /// RFC 7692 §6.1: RSV1 on a continuation frame; only a message's first
+    /// frame says it is compressed.
+    #[error("continuation frame with RSV1 set")]
+    CompressedContinuation,
+    /// RFC 7692 §6.2: a compressed message that is not valid deflate data.
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code this error is failed with (RFC 6455 §7.4.1).
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                close_code::INVALID_PAYLOAD
-            }
+            // A message inconsistent with its type, as for invalid UTF-8
+            // (see `InflateError::close_code`).
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::InvalidCompressedData => close_code::INVALID_PAYLOAD,
             ProtocolError::FrameTooBig { .. } | ProtocolError::MessageTooBig { .. } => {
                 close_code::MESSAGE_TOO_BIG
             }
@@ -270,6 +292,8 @@ struct InFrame {
     mask_pos: u8,
     /// Payload is skipped: data arriving after our close frame.
     discard: bool,
+    /// RSV1: the first frame of a compressed message.
+    compressed: bool,
 }
 
 /// The data message being assembled.
@@ -277,6 +301,11 @@ struct InFrame {
 struct InMessage {
     text: bool,
     utf8: Utf8Validator,
+    /// RSV1 on the first frame: the payload is deflate data, inflated into
+    /// the assembly buffer (RFC 7692 §6.2).
+    compressed: bool,
+    /// Payload bytes received so far (compressed, for a compressed message).
+    wire: u64,
 }
 
 /// One WebSocket connection after the handshake, as a state machine.
@@ -303,7 +332,7 @@ pub struct Connection {
     /// Limits as u32 (Config::validate caps them): a smaller connection.
     max_frame: u32,
     max_message: u32,
-    /// RSV bits an extension gave meaning to (none yet).
+    /// RSV bits an extension gave meaning to (RSV1 with permessage-deflate).
     allowed_rsv: u8,
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
@@ -319,6 +348,8 @@ pub struct Connection {
     close_received: bool,
     failed: bool,
     out: SendQueue,
+    /// permessage-deflate, when agreed (boxed: most connections have none).
+    deflate: Option<Box<Session>>,
 }
 
 impl Connection {
@@ -341,7 +372,56 @@ impl Connection {
             close_received: false,
             failed: false,
             out: SendQueue::new(),
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate as the server's side of `agreed`
+    /// (RFC 7692): RSV1 frames from the peer are inflated, and messages of
+    /// at least the agreed threshold are sent compressed. For
+    /// [`Role::Server`] connections; a client-role connection is left as is
+    /// and false returned.
+    ///
+    /// ```
+    /// use wsloop::deflate::{negotiate, DeflateConfig};
+    /// use wsloop::handshake::ExtensionOffer;
+    /// use wsloop::protocol::{Connection, Event, Message};
+    /// use wsloop::{frame::Role, Config};
+    ///
+    /// let offer = ExtensionOffer { name: "permessage-deflate", params: vec![] };
+    /// let agreed = negotiate(&[offer], &DeflateConfig::default()).unwrap();
+    /// let mut conn = Connection::new(Role::Server, &Config::default());
+    /// assert!(conn.set_deflate(agreed));
+    ///
+    /// // RFC 7692 §7.2.3.1: "Hello" compressed, in a masked frame with RSV1.
+    /// let mut input = [0xc1, 0x87, 0, 0, 0, 0, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    /// let (_, event) = conn.read(&mut input).unwrap();
+    /// let Some(Event::Message(m)) = event else { panic!("a message") };
+    /// assert_eq!(m.message(), Message::Text("Hello"));
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, agreed: Agreed) -> bool {
+        if self.role != Role::Server {
+            return false;
+        }
+        self.deflate = Some(Box::new(Session::new(agreed)));
+        self.allowed_rsv |= RSV1;
+        true
+    }
+
+    /// The `Sec-WebSocket-Extensions` answer for the extensions in force
+    /// (the 101 response carries it), or `None`.
+    pub fn extensions(&self) -> Option<&str> {
+        #[cfg(feature = "deflate")]
+        return self.deflate().map(Agreed::response);
+        #[cfg(not(feature = "deflate"))]
+        None
+    }
+
+    /// The permessage-deflate agreement in force, if any.
+    #[cfg(feature = "deflate")]
+    pub fn deflate(&self) -> Option<&Agreed> {
+        self.deflate.as_deref().map(Session::agreed)
     }
 
     /// Feeds bytes received from the peer. Returns how many were consumed
@@ -387,6 +467,7 @@ impl Connection {
                 if !frame.op.is_control()
                     && frame.fin
                     && !frame.discard
+                    && !frame.compressed
                     && self.message.is_none()
                     && frame.remaining <= (total - pos) as u64
                 {
@@ -411,6 +492,8 @@ impl Connection {
                     self.message = Some(InMessage {
                         text,
                         utf8: Utf8Validator::new(),
+                        compressed: frame.compressed,
+                        wire: 0,
                     });
                     if self.assembly.capacity() == 0 {
                         let expect = frame.remaining.min(pool::MAX_CAPACITY as u64);
@@ -455,13 +538,20 @@ impl Connection {
                 // Invariant: a data frame that is not discarded has a message
                 // (started above for text/binary, required for continuation).
                 let msg = self.message.as_mut().expect("message in progress");
+                msg.wire += take as u64;
+                let start = self.assembly.len();
+                if msg.compressed {
+                    self.inflate(chunk)?;
+                } else {
+                    self.assembly.extend_from_slice(chunk);
+                }
+                let msg = self.message.as_mut().expect("message in progress");
                 if msg.text {
                     // §8.1 fail fast: reject at the first impossible byte.
                     msg.utf8
-                        .feed(chunk)
+                        .feed(&self.assembly[start..])
                         .map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
-                self.assembly.extend_from_slice(chunk);
             }
             if frame.remaining > 0 {
                 return Ok((total, None));
@@ -476,6 +566,15 @@ impl Connection {
             if frame.fin && !frame.discard {
                 // Invariant: as above, a non-discarded data frame has a message.
                 let mut msg = self.message.take().expect("message in progress");
+                if msg.compressed {
+                    let start = self.assembly.len();
+                    self.finish_inflate()?;
+                    if msg.text {
+                        msg.utf8
+                            .feed(&self.assembly[start..])
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                }
                 if msg.text {
                     msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                 }
@@ -522,11 +621,38 @@ impl Connection {
     /// Applies the header rules that need the connection's state.
     fn start_frame(&mut self, h: FrameHeader) -> Result<InFrame, ProtocolError> {
         let op = h.check(self.role, self.allowed_rsv)?;
+        let compressed = h.rsv & RSV1 != 0;
+        if compressed {
+            // RSV1 was allowed, so permessage-deflate is on: it marks the
+            // first frame of a data message only (RFC 7692 §6.1).
+            match op {
+                OpCode::Continuation => return Err(ProtocolError::CompressedContinuation),
+                _ if op.is_control() => return Err(ProtocolError::CompressedControl),
+                _ => {}
+            }
+        }
         let discard = self.close_sent && !op.is_control();
-        if !op.is_control() && h.len > self.max_frame as u64 {
+        // A compressed message's size limit applies to what it inflates
+        // to, checked as it inflates. Its deflate data may run a little
+        // longer than the data itself (stored blocks, fixed codes: at most
+        // 1/8 more), so the frame and message limits on the wire get that
+        // slack, but no more: empty blocks inflate to nothing, forever.
+        let inflating = match &self.message {
+            Some(m) => m.compressed,
+            None => compressed,
+        };
+        let slack = |limit: u32| {
+            let limit = u64::from(limit);
+            if inflating {
+                limit + limit / 8 + 1024
+            } else {
+                limit
+            }
+        };
+        if !op.is_control() && h.len > slack(self.max_frame) {
             return Err(ProtocolError::FrameTooBig {
                 size: h.len,
-                limit: self.max_frame as usize,
+                limit: slack(self.max_frame) as usize,
             });
         }
         if !discard {
@@ -539,11 +665,13 @@ impl Connection {
                 _ => {}
             }
             if !op.is_control() {
-                let size = self.assembly.len() as u64 + h.len;
-                if size > self.max_message as u64 {
+                let wire = self.message.as_ref().map_or(0, |m| m.wire);
+                let size = wire + h.len;
+                let limit = slack(self.max_message);
+                if size > limit {
                     return Err(ProtocolError::MessageTooBig {
                         size,
-                        limit: self.max_message as usize,
+                        limit: limit as usize,
                     });
                 }
             }
@@ -555,7 +683,34 @@ impl Connection {
             remaining: h.len,
             mask_pos: 0,
             discard,
+            compressed,
         })
+    }
+
+    /// Inflates a piece of the compressed message in progress into the
+    /// assembly buffer, within the message limit.
+    fn inflate(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let max = self.max_message as usize;
+        match self.deflate.as_deref_mut() {
+            Some(session) => session
+                .inflate(chunk, &mut self.assembly, max)
+                .map_err(inflate_error),
+            // Invariant: RSV1 is only allowed (so a message only
+            // compressed) once a session is set.
+            None => unreachable!("compressed message without permessage-deflate"),
+        }
+    }
+
+    /// Ends the compressed message in progress (the §7.2.2 trailer).
+    fn finish_inflate(&mut self) -> Result<(), ProtocolError> {
+        let max = self.max_message as usize;
+        match self.deflate.as_deref_mut() {
+            Some(session) => session
+                .finish(&mut self.assembly, max)
+                .map_err(inflate_error),
+            // Invariant: as in `inflate`.
+            None => unreachable!("compressed message without permessage-deflate"),
+        }
     }
 
     fn finish_control(
@@ -602,11 +757,23 @@ impl Connection {
     }
 
     /// Queues a data message. Refused once a close frame was sent.
+    /// With permessage-deflate, a message of at least the agreed threshold
+    /// goes out compressed (RSV1).
     pub fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::Closing);
         }
-        self.write_frame(msg.opcode(), msg.as_bytes());
+        let payload = msg.as_bytes();
+        if let Some(session) = self.deflate.as_deref_mut() {
+            let mut body = pool::take(payload.len().min(pool::MAX_CAPACITY) / 2);
+            if session.compress(payload, &mut body) {
+                self.write_frame_rsv(msg.opcode(), RSV1, &body);
+                pool::give(body);
+                return Ok(());
+            }
+            pool::give(body);
+        }
+        self.write_frame(msg.opcode(), payload);
         Ok(())
     }
 
@@ -615,9 +782,15 @@ impl Connection {
     /// messages, to save a copy) and queues with [`SendQueue::push`] only
     /// what the socket does not take. `None` for the client role (its
     /// payload must be masked, which takes a copy anyway) or once closing.
+    /// `None` too for a message that goes out compressed.
     pub fn header_for(&self, msg: &Message<'_>) -> Option<([u8; MAX_HEADER_LEN], usize)> {
         if self.role != Role::Server || self.close_sent {
             return None;
+        }
+        if let Some(session) = self.deflate.as_deref() {
+            if session.compresses(msg.as_bytes().len()) {
+                return None;
+            }
         }
         Some(whole_frame_header(msg.opcode(), msg.as_bytes().len(), None))
     }
@@ -632,6 +805,32 @@ impl Connection {
             return Err(SendError::Closing);
         }
         self.out.push_shared(Arc::clone(frame));
+        Ok(())
+    }
+
+    /// Queues a message that goes to many connections (see [`Broadcast`]):
+    /// the frame shared by every plain connection; with permessage-deflate
+    /// and a message of at least the threshold, the compressed frame shared
+    /// by every connection whose server keeps no context with the same
+    /// window and level, or else (context takeover) compressed for this
+    /// connection alone. Server role only.
+    pub fn send_broadcast(&mut self, b: &mut Broadcast<'_>) -> Result<(), SendError> {
+        if self.role != Role::Server {
+            return Err(SendError::SharedNeedsServer);
+        }
+        if self.close_sent {
+            return Err(SendError::Closing);
+        }
+        if let Some(session) = self.deflate.as_deref() {
+            if session.compresses(b.msg.as_bytes().len()) {
+                match session.shared_key() {
+                    Some(key) => self.out.push_shared(Arc::clone(b.compressed(key))),
+                    None => return self.send(b.msg),
+                }
+                return Ok(());
+            }
+        }
+        self.out.push_shared(Arc::clone(b.plain()));
         Ok(())
     }
 
@@ -670,11 +869,15 @@ impl Connection {
     }
 
     fn write_frame(&mut self, op: OpCode, payload: &[u8]) {
+        self.write_frame_rsv(op, 0, payload);
+    }
+
+    fn write_frame_rsv(&mut self, op: OpCode, rsv: u8, payload: &[u8]) {
         let mask = match self.role {
             Role::Server => None,
             Role::Client => Some(self.next_mask()),
         };
-        let (head, n) = whole_frame_header(op, payload.len(), mask);
+        let (head, n) = frame_header(op, rsv, payload.len(), mask);
         let buf = self.out.tail(n + payload.len());
         buf.extend_from_slice(&head[..n]);
         let start = buf.len();
@@ -754,6 +957,90 @@ impl Connection {
     }
 }
 
+/// One message on its way to many server connections
+/// ([`Connection::send_broadcast`]): each form of its frame (plain; or
+/// compressed, per window and level) is encoded once, when a recipient
+/// first needs it, and its bytes are shared by every queue it goes to.
+///
+/// ```
+/// use wsloop::protocol::{Broadcast, Connection, Message};
+/// use wsloop::{frame::Role, Config};
+///
+/// let mut b = Broadcast::new(Message::Text("to all"));
+/// let mut conns: Vec<Connection> =
+///     (0..3).map(|_| Connection::new(Role::Server, &Config::default())).collect();
+/// for c in &mut conns {
+///     c.send_broadcast(&mut b).unwrap();
+///     assert_eq!(c.outgoing().front(), b"\x81\x06to all");
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Broadcast<'m> {
+    msg: Message<'m>,
+    plain: Option<Arc<[u8]>>,
+    /// Compressed frames by (window bits, level), for connections whose
+    /// server keeps no context.
+    compressed: Vec<(CompressorKey, Arc<[u8]>)>,
+}
+
+/// A compressor's (window bits, level): compressed without context, a body
+/// fits every connection that agreed to the same pair.
+type CompressorKey = (u8, u32);
+
+impl<'m> Broadcast<'m> {
+    /// A broadcast of `msg`; nothing is encoded yet.
+    pub fn new(msg: Message<'m>) -> Self {
+        Broadcast {
+            msg,
+            plain: None,
+            compressed: Vec::new(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> Message<'m> {
+        self.msg
+    }
+
+    fn plain(&mut self) -> &Arc<[u8]> {
+        let msg = self.msg;
+        self.plain.get_or_insert_with(|| encode_shared(msg))
+    }
+
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    fn compressed(&mut self, key: CompressorKey) -> &Arc<[u8]> {
+        let i = match self.compressed.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.compressed
+                    .push((key, encode_compressed(self.msg, key)));
+                self.compressed.len() - 1
+            }
+        };
+        &self.compressed[i].1
+    }
+}
+
+/// `msg` compressed without context by a compressor of `key` (window bits,
+/// level), as an unmasked RSV1 frame.
+#[cfg(feature = "deflate")]
+fn encode_compressed(msg: Message<'_>, (window_bits, level): CompressorKey) -> Arc<[u8]> {
+    let payload = msg.as_bytes();
+    let mut body = pool::take(payload.len().min(pool::MAX_CAPACITY) / 2);
+    crate::deflate::compress_shared(payload, window_bits, level, &mut body);
+    let (head, n) = frame_header(msg.opcode(), RSV1, body.len(), None);
+    let mut frame = Vec::with_capacity(n + body.len());
+    frame.extend_from_slice(&head[..n]);
+    frame.extend_from_slice(&body);
+    pool::give(body);
+    Arc::from(frame)
+}
+
+#[cfg(not(feature = "deflate"))]
+fn encode_compressed(msg: Message<'_>, _: CompressorKey) -> Arc<[u8]> {
+    encode_shared(msg)
+}
+
 /// Encodes `msg` once as an unmasked server frame whose bytes can be queued
 /// on any number of server connections with [`Connection::send_shared`].
 pub fn encode_shared(msg: Message<'_>) -> Arc<[u8]> {
@@ -771,9 +1058,19 @@ fn whole_frame_header(
     len: usize,
     mask: Option<[u8; 4]>,
 ) -> ([u8; MAX_HEADER_LEN], usize) {
+    frame_header(op, 0, len, mask)
+}
+
+/// The header of an unfragmented frame with `rsv` bits, and its length.
+fn frame_header(
+    op: OpCode,
+    rsv: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> ([u8; MAX_HEADER_LEN], usize) {
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode: op.as_u8(),
         mask,
         len: len as u64,
@@ -811,4 +1108,49 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_usize(&h as *const _ as usize);
     h.finish() | 1
+}
+
+#[cfg(feature = "deflate")]
+fn inflate_error(e: InflateError) -> ProtocolError {
+    match e {
+        InflateError::TooBig { limit } => ProtocolError::MessageTooBig {
+            size: limit as u64 + 1,
+            limit,
+        },
+        InflateError::Invalid => ProtocolError::InvalidCompressedData,
+    }
+}
+
+/// Without the `deflate` feature no session can exist: the type has no
+/// values, and the code that would use one compiles to nothing.
+#[cfg(not(feature = "deflate"))]
+mod no_deflate {
+    #[derive(Debug)]
+    pub(crate) enum Session {}
+
+    #[derive(Debug)]
+    pub(crate) enum Never {}
+
+    impl Session {
+        pub(crate) fn shared_key(&self) -> Option<(u8, u32)> {
+            match *self {}
+        }
+        pub(crate) fn compresses(&self, _: usize) -> bool {
+            match *self {}
+        }
+        pub(crate) fn compress(&mut self, _: &[u8], _: &mut Vec<u8>) -> bool {
+            match *self {}
+        }
+        pub(crate) fn inflate(&mut self, _: &[u8], _: &mut Vec<u8>, _: usize) -> Result<(), Never> {
+            match *self {}
+        }
+        pub(crate) fn finish(&mut self, _: &mut Vec<u8>, _: usize) -> Result<(), Never> {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(not(feature = "deflate"))]
+fn inflate_error(e: no_deflate::Never) -> ProtocolError {
+    match e {}
 }

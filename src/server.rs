@@ -876,8 +876,16 @@ impl<H: Handler> Server<H> {
             Err(e) => return self.refuse(key, e),
         }
         let id = self.core.id(key);
-        self.core.clients[key].phase =
-            Phase::Open(Connection::new(Role::Server, &self.core.config));
+        #[allow(unused_mut)] // mutated with the `deflate` feature only
+        let mut conn = Connection::new(Role::Server, &self.core.config);
+        #[cfg(feature = "deflate")]
+        if self.core.config.deflate.enabled {
+            let offers = request.extensions();
+            if let Some(agreed) = crate::deflate::negotiate(&offers, &self.core.config.deflate) {
+                conn.set_deflate(agreed);
+            }
+        }
+        self.core.clients[key].phase = Phase::Open(conn);
         let decision = self.handler.on_open(
             &mut Ctx {
                 core: &mut self.core,
@@ -910,11 +918,8 @@ impl<H: Handler> Server<H> {
         let Phase::Open(conn) = &mut client.phase else {
             return;
         };
-        conn.outgoing().push_front(handshake::accept_response(
-            &request,
-            protocol.as_deref(),
-            None,
-        ));
+        let response = handshake::accept_response(&request, protocol.as_deref(), conn.extensions());
+        conn.outgoing().push_front(response);
         client.opened = true;
         client.since = now;
         debug!("{} {} opened as {id}", Peer(&client.stream), request.path());

@@ -57,6 +57,7 @@ impl InflateError {
 pub struct Deflater {
     compress: Compress,
     window_bits: u8,
+    level: u32,
     no_context_takeover: bool,
 }
 
@@ -77,13 +78,15 @@ impl Deflater {
     /// `no_context_takeover`.
     pub fn new(window_bits: u8, level: u32, no_context_takeover: bool) -> Self {
         let window_bits = window_bits.clamp(9, 15);
+        let level = level.min(9);
         Deflater {
             compress: Compress::new_with_window_bits(
-                Compression::new(level.min(9)),
+                Compression::new(level),
                 false, // raw deflate: no zlib header
                 window_bits,
             ),
             window_bits,
+            level,
             no_context_takeover,
         }
     }
@@ -93,9 +96,21 @@ impl Deflater {
         self.window_bits
     }
 
+    /// The compression level.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
     /// Whether the compressor is reset after every message.
     pub fn no_context_takeover(&self) -> bool {
         self.no_context_takeover
+    }
+
+    /// Forgets the window (the memory is kept) and sets whether to reset
+    /// after every message: the compressor as new, for another connection.
+    pub(crate) fn recycle(&mut self, no_context_takeover: bool) {
+        self.compress.reset();
+        self.no_context_takeover = no_context_takeover;
     }
 
     /// Appends the compressed form of the whole message `payload` to `out`:
@@ -195,6 +210,14 @@ impl Inflater {
     /// Whether the decompressor is reset after every message.
     pub fn no_context_takeover(&self) -> bool {
         self.no_context_takeover
+    }
+
+    /// Forgets the window and any message in progress (the memory is kept)
+    /// and sets whether to reset after every message: the decompressor as
+    /// new, for another connection.
+    pub(crate) fn recycle(&mut self, no_context_takeover: bool) {
+        self.reset();
+        self.no_context_takeover = no_context_takeover;
     }
 
     /// Bytes produced so far for the message in progress.

@@ -56,9 +56,11 @@
 
 mod codec;
 mod negotiate;
+mod session;
 
 pub use codec::{Deflater, InflateError, Inflater, INFLATE_STEP, TRAILER};
 pub use negotiate::{negotiate, Agreed, EXTENSION_NAME, MIN_SERVER_WINDOW_BITS};
+pub use session::{compress_shared, Session};
 
 use crate::config::ConfigError;
 
@@ -75,13 +77,16 @@ use crate::config::ConfigError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeflateConfig {
-    /// Whether offers are accepted at all. Default `false`: a compressor
-    /// and decompressor pair holds about 420 KiB of heap at 15 bits (about
-    /// 290 KiB at 9; zlib-rs allocates it up front and keeps it across
-    /// resets, with or without context takeover), against a few hundred
-    /// bytes for an idle wsloop connection without it: 4 GiB at 10,000
-    /// clients. Compression is something to turn on when bandwidth matters
-    /// more than memory.
+    /// Whether offers are accepted at all. Default `true`: every browser
+    /// offers the extension, and it costs nothing until a message is
+    /// compressed. Then a connection with context takeover keeps its own
+    /// compressor (about 270 KiB at 15 bits with zlib-rs) and decompressor
+    /// (about 45 KiB) from its first compressed message on; without context
+    /// takeover (`server_no_context_takeover`, `client_no_context_takeover`)
+    /// the codec is borrowed from a few per-thread spares for one message,
+    /// so it costs no memory per connection (see BENCHMARKS.md for measured
+    /// figures). A connection that does not offer the extension pays one
+    /// pointer.
     pub enabled: bool,
     /// The largest LZ77 window (base-2 logarithm) the server compresses
     /// with, 9 to 15. Default 15 (32 KiB, the best ratio). A client's
@@ -124,7 +129,7 @@ pub struct DeflateConfig {
 impl Default for DeflateConfig {
     fn default() -> Self {
         DeflateConfig {
-            enabled: false,
+            enabled: true,
             server_max_window_bits: 15,
             client_max_window_bits: 15,
             server_no_context_takeover: false,
@@ -160,7 +165,7 @@ mod tests {
     fn default_is_valid_and_documented() {
         let c = DeflateConfig::default();
         assert_eq!(c.validate(), Ok(()));
-        assert!(!c.enabled);
+        assert!(c.enabled);
         assert_eq!(
             (c.server_max_window_bits, c.client_max_window_bits),
             (15, 15)

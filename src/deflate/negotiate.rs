@@ -24,6 +24,7 @@ pub struct Agreed {
     server_max_window_bits: u8,
     client_max_window_bits: u8,
     level: u32,
+    compress_threshold: usize,
     response: String,
 }
 
@@ -48,6 +49,16 @@ impl Agreed {
     /// client did not offer `client_max_window_bits`).
     pub fn client_max_window_bits(&self) -> u8 {
         self.client_max_window_bits
+    }
+
+    /// The compression level the server's compressor uses.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Messages shorter than this are sent uncompressed.
+    pub fn compress_threshold(&self) -> usize {
+        self.compress_threshold
     }
 
     /// The `Sec-WebSocket-Extensions` response header value, for example
@@ -213,6 +224,7 @@ impl Offer {
             server_max_window_bits,
             client_max_window_bits,
             level: policy.level.min(9),
+            compress_threshold: policy.compress_threshold,
             response,
         })
     }
@@ -288,7 +300,10 @@ mod tests {
 
     #[test]
     fn disabled_policy_declines_everything() {
-        let policy = DeflateConfig::default();
+        let policy = DeflateConfig {
+            enabled: false,
+            ..DeflateConfig::default()
+        };
         assert_eq!(negotiate(&[offer(&[])], &policy), None);
         assert!(negotiate(&[offer(&[])], &on()).is_some());
     }
