@@ -135,7 +135,8 @@ fn write_through(stream: &mut TcpStream, conn: &mut Connection, head: &[u8], pay
 }
 
 /// Writes the last bytes a connection will ever send, with `MSG_MORE` on
-/// Linux: the segment waits for the FIN of the `close` that follows and
+/// Linux: the segment waits for the FIN of the `close` or `shutdown` that
+/// follows and
 /// both leave in one packet instead of two (on loopback, the sender pays
 /// for the receiver's processing of each). Data that does not all fit is
 /// pushed as usual: `MSG_MORE` only holds back this call's last segment.
@@ -1083,9 +1084,14 @@ impl<H: Handler> Server<H> {
         let Some(client) = self.core.clients.get_mut(key) else {
             return;
         };
-        // The closing handshake is complete: what is queued ends with the
-        // last frame, and the socket is closed right after it is written.
-        let last = matches!(&client.phase, Phase::Open(c) if c.close_sent() && c.close_received());
+        // What is queued is all the connection will ever send: the socket is
+        // closed or shut for writing as soon as it is written (see the end).
+        let last = client.peer_eof
+            || match &client.phase {
+                Phase::Open(c) => c.close_sent() && (c.close_received() || c.has_failed()),
+                Phase::Reject(_) => true,
+                Phase::Handshake { .. } => false,
+            };
         let queue = match &mut client.phase {
             Phase::Open(conn) => conn.outgoing(),
             Phase::Reject(q) => q,
