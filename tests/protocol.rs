@@ -1301,3 +1301,761 @@ fn close_code_sent_reports_what_went_out() {
     events(&mut conn, &frame(true, CLOSE, &[0x03, 0xe8]));
     assert_eq!(conn.close_code_sent(), Some(1001));
 }
+
+// ------------------------------------------------- permessage-deflate (RFC 7692)
+
+/// The conformance suite's independent deflate decoder, which checks the
+/// window a compressor kept to.
+#[cfg(feature = "deflate")]
+#[path = "conformance/puff.rs"]
+mod puff;
+
+/// `Connection` with `set_deflate`: the rules of RFC 7692 §6 and §7.2 byte
+/// for byte, against a client compressor and decompressor of flate2's own
+/// (raw deflate, independent of wsloop's codec).
+#[cfg(feature = "deflate")]
+mod deflate {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+    use wsloop::deflate::{negotiate, Agreed, DeflateConfig};
+    use wsloop::frame::{close_code, FrameError};
+    use wsloop::handshake::ExtensionOffer;
+    use wsloop::protocol::{Broadcast, Connection, Message, ProtocolError};
+    use wsloop::{Config, Role};
+
+    use super::sansio::{raw_frame, Ev};
+    use super::{
+        assert_failed, drain, events, fails, feed, feed_chunks, frame, frames, limited, puff,
+        server, BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT,
+    };
+
+    const RSV1: u8 = 0x40;
+    const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+    /// The agreement for one offer with these parameters, under `policy`.
+    fn agree_with(
+        policy: &DeflateConfig,
+        params: &[(&'static str, Option<&'static str>)],
+    ) -> Agreed {
+        let offer = ExtensionOffer {
+            name: "permessage-deflate",
+            params: params.to_vec(),
+        };
+        negotiate(&[offer], policy).expect("offer accepted")
+    }
+
+    fn agree(params: &[(&'static str, Option<&'static str>)]) -> Agreed {
+        agree_with(&DeflateConfig::default(), params)
+    }
+
+    fn with_deflate(mut conn: Connection, agreed: Agreed) -> Connection {
+        assert!(conn.set_deflate(agreed));
+        conn
+    }
+
+    /// A server connection with permessage-deflate for `params`.
+    fn deflate_server(params: &[(&'static str, Option<&'static str>)]) -> Connection {
+        with_deflate(server(), agree(params))
+    }
+
+    /// A masked client frame with RSV1 (the first frame of a compressed message).
+    fn cframe(fin: bool, opcode: u8, body: &[u8]) -> Vec<u8> {
+        raw_frame((u8::from(fin) << 7) | RSV1 | opcode, body, Some(MASK))
+    }
+
+    /// The client's compressor: raw deflate with a sync flush, the trailer
+    /// removed (§7.2.1); kept between messages unless `reset`.
+    struct Client {
+        compress: Compress,
+        reset: bool,
+    }
+
+    impl Client {
+        fn new(level: u32, reset: bool) -> Client {
+            Client {
+                compress: Compress::new(Compression::new(level), false),
+                reset,
+            }
+        }
+
+        fn compress(&mut self, data: &[u8]) -> Vec<u8> {
+            let mut out = Vec::with_capacity(data.len() + 64);
+            let base = self.compress.total_in();
+            loop {
+                let used = (self.compress.total_in() - base) as usize;
+                out.reserve(data.len() - used + 64);
+                self.compress
+                    .compress_vec(&data[used..], &mut out, FlushCompress::Sync)
+                    .unwrap();
+                if self.compress.total_in() - base == data.len() as u64
+                    && out.len() < out.capacity()
+                {
+                    break;
+                }
+            }
+            assert!(out.ends_with(&TRAILER));
+            out.truncate(out.len() - 4);
+            if self.reset {
+                self.compress.reset();
+            }
+            out
+        }
+    }
+
+    /// Inflates a message body the server sent (trailer appended) with `d`.
+    fn inflate(d: &mut Decompress, body: &[u8]) -> Result<Vec<u8>, String> {
+        let input = [body, &TRAILER[..]].concat();
+        let mut out = Vec::with_capacity(body.len() * 8 + 64);
+        let base = d.total_in();
+        loop {
+            let used = (d.total_in() - base) as usize;
+            out.reserve(4096);
+            let status = d
+                .decompress_vec(&input[used..], &mut out, FlushDecompress::None)
+                .map_err(|e| e.to_string())?;
+            let used = (d.total_in() - base) as usize;
+            if status == Status::StreamEnd || (used == input.len() && out.len() < out.capacity()) {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn fresh_inflate(body: &[u8]) -> Result<Vec<u8>, String> {
+        inflate(&mut Decompress::new(false), body)
+    }
+
+    /// Compressible text of `n` bytes.
+    fn text(n: usize, seed: u64) -> String {
+        const WORDS: [&str; 10] = [
+            "socket", "frame", "window", "deflate", "loop", "message", "the", "a", "server",
+            "client",
+        ];
+        let mut x = seed | 1;
+        let mut s = String::with_capacity(n + 16);
+        while s.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(WORDS[(x % 10) as usize]);
+            s.push(if x % 7 == 0 { '\n' } else { ' ' });
+        }
+        s.truncate(n);
+        s
+    }
+
+    // RFC 7692 §7.2.3: the examples, masked as a client sends them.
+
+    #[test]
+    fn deflate_rfc_7692_examples() {
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let said = |s: &str| vec![Ev::Text(s.into())];
+        // §7.2.3.1: one frame, and the same in two fragments.
+        let mut conn = deflate_server(&[]);
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &hello)),
+            said("Hello")
+        );
+        let two = [
+            cframe(false, TEXT, &hello[..3]),
+            frame(true, CONT, &hello[3..]),
+        ]
+        .concat();
+        assert_eq!(events(&mut conn, &two), said("Hello"));
+        // §7.2.3.2: the second "Hello" refers back into the first.
+        let mut conn = deflate_server(&[]);
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &hello)),
+            said("Hello")
+        );
+        let again = [0xf2, 0x00, 0x11, 0x00, 0x00];
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &again)),
+            said("Hello")
+        );
+        // ...which without context takeover has nothing to refer to: 1007.
+        let mut conn = deflate_server(&[("client_no_context_takeover", None)]);
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &hello)),
+            said("Hello")
+        );
+        let e = fails(&mut conn, &cframe(true, TEXT, &again));
+        assert_failed(&mut conn, e, ProtocolError::InvalidCompressedData);
+        // §7.2.3.3: a stored block; §7.2.3.4: a final block and a padding
+        // byte; §7.2.3.5: two blocks.
+        let stored = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        let blocks = [
+            0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+        ];
+        let mut conn = deflate_server(&[]);
+        for body in [&stored[..], &bfinal, &bfinal[..7], &blocks, &hello] {
+            assert_eq!(
+                events(&mut conn, &cframe(true, TEXT, body)),
+                said("Hello"),
+                "{body:02x?}"
+            );
+        }
+        assert_eq!(drain(&mut conn), b"");
+    }
+
+    // §6.1: where RSV1 may be.
+
+    #[test]
+    fn deflate_rsv1_on_a_continuation_is_1002() {
+        let body = Client::new(6, false).compress(text(300, 1).as_bytes());
+        for first in [
+            cframe(false, TEXT, &body[..10]),
+            frame(false, TEXT, b"plain"),
+        ] {
+            let mut conn = deflate_server(&[]);
+            let cont = raw_frame(0x80 | RSV1 | CONT, &body[10..], Some(MASK));
+            let e = fails(&mut conn, &[first, cont].concat());
+            assert_failed(&mut conn, e, ProtocolError::CompressedContinuation);
+            assert_eq!(e.close_code(), close_code::PROTOCOL_ERROR);
+        }
+        // The close frame, byte for byte.
+        let mut conn = deflate_server(&[]);
+        fails(&mut conn, &raw_frame(0x80 | RSV1 | CONT, b"", Some(MASK)));
+        let reason = b"continuation frame with RSV1 set";
+        let mut close = vec![0x88, 2 + reason.len() as u8, 0x03, 0xea];
+        close.extend_from_slice(reason);
+        assert_eq!(drain(&mut conn), close);
+    }
+
+    #[test]
+    fn deflate_rsv1_on_a_control_frame_is_1002() {
+        for op in [PING, PONG, CLOSE] {
+            let payload: &[u8] = if op == CLOSE { &[0x03, 0xe8] } else { b"x" };
+            let control = raw_frame(0x80 | RSV1 | op, payload, Some(MASK));
+            let mut conn = deflate_server(&[]);
+            let e = fails(&mut conn, &control);
+            assert_failed(&mut conn, e, ProtocolError::CompressedControl);
+            // Between the frames of a compressed message too.
+            let mut conn = deflate_server(&[]);
+            let first = cframe(false, BINARY, &[0xf2, 0x48]);
+            let e = fails(&mut conn, &[first, control].concat());
+            assert_failed(&mut conn, e, ProtocolError::CompressedControl);
+        }
+    }
+
+    #[test]
+    fn deflate_rsv1_without_the_extension_and_rsv2_rsv3_with_it_are_1002() {
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let mut conn = server();
+        assert_eq!(conn.extensions(), None);
+        let e = fails(&mut conn, &cframe(true, TEXT, &hello));
+        assert_failed(
+            &mut conn,
+            e,
+            ProtocolError::Frame(FrameError::ReservedBits(0b100)),
+        );
+        for (bits, rsv) in [(0x20, 0b010), (0x10, 0b001), (0x60, 0b110), (0x70, 0b111)] {
+            let mut conn = deflate_server(&[]);
+            let e = fails(&mut conn, &raw_frame(0x81 | bits, &hello, Some(MASK)));
+            assert_failed(
+                &mut conn,
+                e,
+                ProtocolError::Frame(FrameError::ReservedBits(rsv)),
+            );
+        }
+    }
+
+    #[test]
+    fn deflate_invalid_data_is_1007() {
+        let garbage: [&[u8]; 5] = [
+            &[0xff],
+            &[0x07, 0x00],
+            &[0x00, 0x05, 0x00, 0x00, 0x00],
+            &[0xfc, 0xff, 0xff, 0xff, 0xff],
+            // A fixed block whose first code is a back reference.
+            &[0x03, 0x02],
+        ];
+        for body in garbage {
+            for op in [TEXT, BINARY] {
+                let mut conn = deflate_server(&[]);
+                let e = fails(&mut conn, &cframe(true, op, body));
+                assert_failed(&mut conn, e, ProtocolError::InvalidCompressedData);
+                assert_eq!(e.close_code(), close_code::INVALID_PAYLOAD);
+            }
+        }
+    }
+
+    #[test]
+    fn deflate_invalid_utf8_after_inflating_is_1007_and_fails_fast() {
+        let mut conn = deflate_server(&[]);
+        let body = Client::new(6, false).compress(b"abc\xff");
+        let e = fails(&mut conn, &cframe(true, TEXT, &body));
+        assert_failed(&mut conn, e, ProtocolError::InvalidUtf8);
+        // An invalid byte early in a long text: the message is refused
+        // before the rest of it arrives.
+        let mut msg = b"\xc3\x28".to_vec();
+        msg.extend_from_slice(text(200_000, 2).as_bytes());
+        let body = Client::new(1, false).compress(&msg);
+        let input = cframe(true, TEXT, &body);
+        let mut conn = deflate_server(&[]);
+        let fed = feed_chunks(&mut conn, &input.chunks(256).collect::<Vec<_>>()[..2]);
+        assert_eq!(fed.error, Some(ProtocolError::InvalidUtf8));
+        // Valid binary with the same bytes is fine.
+        let mut conn = deflate_server(&[]);
+        let fed = feed(&mut conn, &cframe(true, BINARY, &body));
+        assert_eq!(fed.events, [Ev::Binary(msg)]);
+    }
+
+    /// A deflate bomb: 16 MiB of zeros in about 16 KiB, against a 1 MiB
+    /// message limit. The read that passes the limit fails with 1009 long
+    /// before the end of the data; in fragments the same.
+    #[test]
+    fn deflate_bomb_is_1009_without_inflating_it_all() {
+        let zeros = vec![0u8; 16 << 20];
+        let bomb = Client::new(9, false).compress(&zeros);
+        assert!(bomb.len() < 20 * 1024, "{}", bomb.len());
+        let limit = 1 << 20;
+        let too_big = ProtocolError::MessageTooBig {
+            size: limit as u64 + 1,
+            limit,
+        };
+        for input in [
+            cframe(true, BINARY, &bomb),
+            [
+                cframe(false, BINARY, &bomb[..100]),
+                frame(false, CONT, &bomb[100..5000]),
+                frame(true, CONT, &bomb[5000..]),
+            ]
+            .concat(),
+        ] {
+            let mut conn = with_deflate(limited(1 << 20, limit), agree(&[]));
+            let mut fed_bytes = 0;
+            let mut error = None;
+            for chunk in input.chunks(512) {
+                let mut buf = chunk.to_vec();
+                match conn.read(&mut buf) {
+                    Ok((used, event)) => {
+                        assert_eq!(used, chunk.len());
+                        assert!(event.is_none());
+                        fed_bytes += used;
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let e = error.expect("the bomb is refused");
+            assert!(
+                fed_bytes < input.len() / 8,
+                "{fed_bytes} of {} bytes",
+                input.len()
+            );
+            assert_failed(&mut conn, e, too_big);
+            assert_eq!(e.close_code(), close_code::MESSAGE_TOO_BIG);
+        }
+    }
+
+    /// The message limit counts inflated bytes; the compressed frame on the
+    /// wire gets a little slack (stored blocks grow data) and no more.
+    #[test]
+    fn deflate_limits() {
+        let limit = 1000;
+        for (len, ok) in [(1000, true), (1001, false)] {
+            let body = Client::new(6, false).compress(&vec![b'a'; len]);
+            let mut conn = with_deflate(limited(limit, limit), agree(&[]));
+            let fed = feed(&mut conn, &cframe(true, BINARY, &body));
+            if ok {
+                assert_eq!(fed.events, [Ev::Binary(vec![b'a'; len])]);
+            } else {
+                let e = fed.error.expect("too big");
+                assert_failed(
+                    &mut conn,
+                    e,
+                    ProtocolError::MessageTooBig { size: 1001, limit },
+                );
+            }
+        }
+        // Level 0 (stored blocks): a little longer than the data, still fine.
+        let data = text(1000, 3);
+        let stored = Client::new(0, false).compress(data.as_bytes());
+        assert!(stored.len() > 1000);
+        let mut conn = with_deflate(limited(limit, limit), agree(&[]));
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &stored)),
+            [Ev::Text(data)]
+        );
+        // A header announcing more than limit + limit/8 + 1024 is refused at once.
+        let slack = limit + limit / 8 + 1024;
+        let mut conn = with_deflate(limited(limit, limit), agree(&[]));
+        let head = super::sansio::header(0x80 | RSV1 | BINARY, slack as u64 + 1, Some(MASK));
+        let e = fails(&mut conn, &head);
+        assert_failed(
+            &mut conn,
+            e,
+            ProtocolError::FrameTooBig {
+                size: slack as u64 + 1,
+                limit: slack,
+            },
+        );
+    }
+
+    /// Empty messages: `00`, and no payload at all, in one frame or two;
+    /// the window is untouched by them (the RFC's second "Hello" still
+    /// refers back into the first).
+    #[test]
+    fn deflate_empty_messages() {
+        let mut conn = deflate_server(&[]);
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &hello)),
+            [Ev::Text("Hello".into())]
+        );
+        for op in [TEXT, BINARY] {
+            let empty = if op == TEXT {
+                Ev::Text(String::new())
+            } else {
+                Ev::Binary(vec![])
+            };
+            for body in [&[0x00][..], &[]] {
+                let one = cframe(true, op, body);
+                let two = [cframe(false, op, &[]), frame(true, CONT, body)].concat();
+                for input in [one, two] {
+                    assert_eq!(events(&mut conn, &input), std::slice::from_ref(&empty));
+                }
+            }
+        }
+        let again = [0xf2, 0x00, 0x11, 0x00, 0x00];
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &again)),
+            [Ev::Text("Hello".into())]
+        );
+        assert_eq!(drain(&mut conn), b"");
+    }
+
+    /// Compressed messages in fragments, with pings between, under context
+    /// takeover both ways, cut into two reads at every byte: the same
+    /// events every time. And a byte at a time.
+    #[test]
+    fn deflate_split_at_every_byte() {
+        let mut client = Client::new(6, false);
+        let a = text(400, 4);
+        let b: Vec<u8> = (0..300u32).map(|i| (i * 7 % 256) as u8).collect();
+        let body_a = client.compress(a.as_bytes());
+        let body_b = client.compress(&b);
+        let body_a2 = client.compress(a.as_bytes()); // refers back
+        assert!(body_a2.len() * 4 < body_a.len());
+        let input = [
+            cframe(false, TEXT, &body_a[..50]),
+            frame(true, PING, b"p"),
+            frame(false, CONT, &body_a[50..51]),
+            frame(true, CONT, &body_a[51..]),
+            cframe(true, BINARY, &body_b),
+            cframe(false, TEXT, &[]),
+            frame(true, CONT, &body_a2),
+        ]
+        .concat();
+        let want = [
+            Ev::Ping(b"p".to_vec()),
+            Ev::Text(a.clone()),
+            Ev::Binary(b.clone()),
+            Ev::Text(a.clone()),
+        ];
+        for cut in 0..=input.len() {
+            let mut conn = deflate_server(&[]);
+            let fed = feed_chunks(&mut conn, &[&input[..cut], &input[cut..]]);
+            assert_eq!(fed.error, None, "cut {cut}");
+            assert_eq!(fed.events, want, "cut {cut}");
+            assert_eq!(fed.borrowed, [false; 3], "inflated messages are owned");
+        }
+        let mut conn = deflate_server(&[]);
+        let fed = feed_chunks(&mut conn, &input.chunks(1).collect::<Vec<_>>());
+        assert_eq!(fed.events, want);
+        // The pong, and nothing else, went out.
+        assert_eq!(drain(&mut conn), b"\x8a\x01p");
+    }
+
+    // Sending.
+
+    /// Messages of at least the threshold (64 bytes by default) go out
+    /// compressed with RSV1; shorter ones as they are. `header_for` gives
+    /// the header of the uncompressed frame `send` writes, and `None` for
+    /// one that goes out compressed.
+    #[test]
+    fn deflate_send_threshold_and_header_for() {
+        let mut conn = deflate_server(&[]);
+        // Context takeover: one decompressor reads them all, in order.
+        let mut d = Decompress::new(false);
+        for (len, compressed) in [
+            (0, false),
+            (1, false),
+            (63, false),
+            (64, true),
+            (5000, true),
+        ] {
+            let data = text(len, 5);
+            for msg in [Message::Text(&data), Message::Binary(data.as_bytes())] {
+                let op = if matches!(msg, Message::Text(_)) {
+                    TEXT
+                } else {
+                    BINARY
+                };
+                let header = conn.header_for(&msg);
+                conn.send(msg).unwrap();
+                let out = drain(&mut conn);
+                let f = frames(&out);
+                assert_eq!(f.len(), 1);
+                assert!(!f[0].masked);
+                if compressed {
+                    assert_eq!(header, None, "{len} bytes");
+                    assert_eq!(f[0].b0, 0x80 | RSV1 | op, "{len} bytes");
+                    assert!(!f[0].payload.ends_with(&TRAILER));
+                    assert_eq!(inflate(&mut d, &f[0].payload).unwrap(), data.as_bytes());
+                } else {
+                    assert_eq!(f[0].b0, 0x80 | op, "{len} bytes");
+                    assert_eq!(f[0].payload, data.as_bytes());
+                    let (head, n) = header.expect("a plain frame's header");
+                    assert_eq!(&head[..n], &out[..out.len() - len]);
+                }
+            }
+        }
+        // A plain connection never compresses.
+        let mut conn = server();
+        let data = text(5000, 5);
+        assert!(conn.header_for(&Message::Text(&data)).is_some());
+        conn.send(Message::Text(&data)).unwrap();
+        assert_eq!(frames(&drain(&mut conn))[0].b0, 0x81);
+        // Threshold 0: even the empty message is compressed, to `00`.
+        let mut policy = DeflateConfig::default();
+        policy.compress_threshold = 0;
+        let mut conn = with_deflate(server(), agree_with(&policy, &[]));
+        assert_eq!(conn.header_for(&Message::Text("")), None);
+        conn.send(Message::Text("")).unwrap();
+        assert_eq!(drain(&mut conn), [0xc1, 0x01, 0x00]);
+        conn.send(Message::Text("Hello")).unwrap();
+        assert_eq!(
+            drain(&mut conn),
+            [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+    }
+
+    /// With context takeover a repeated message compresses to a fraction
+    /// of the first, and only a decompressor that kept the window reads it;
+    /// without (`server_no_context_takeover`) every copy is the same bytes
+    /// and each decompresses alone.
+    #[test]
+    fn deflate_context_takeover_on_send() {
+        let data = text(2000, 6);
+        let mut conn = deflate_server(&[]);
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            conn.send(Message::Text(&data)).unwrap();
+            bodies.push(frames(&drain(&mut conn)).remove(0).payload);
+        }
+        // (Level 1, the default, finds about a third of the repeat.)
+        assert!(
+            bodies[1].len() * 2 < bodies[0].len(),
+            "{} vs {}",
+            bodies[1].len(),
+            bodies[0].len()
+        );
+        let mut d = Decompress::new(false);
+        for body in &bodies {
+            assert_eq!(inflate(&mut d, body).unwrap(), data.as_bytes());
+        }
+        assert!(
+            fresh_inflate(&bodies[1]).is_err(),
+            "the repeat needs the window"
+        );
+
+        let mut conn = deflate_server(&[("server_no_context_takeover", None)]);
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            conn.send(Message::Text(&data)).unwrap();
+            bodies.push(frames(&drain(&mut conn)).remove(0).payload);
+        }
+        assert!(bodies[0] == bodies[1] && bodies[1] == bodies[2]);
+        assert_eq!(fresh_inflate(&bodies[2]).unwrap(), data.as_bytes());
+    }
+
+    /// The server compresses within its agreed window: with
+    /// `server_max_window_bits=9` no back reference reaches past 512 bytes
+    /// (checked by the conformance suite's independent decoder), while with
+    /// 15 bits the same messages do.
+    #[test]
+    fn deflate_server_window_is_kept() {
+        // 700 bytes, 300 others, the 700 again: 1000 bytes back.
+        let block = text(700, 7);
+        let data = format!("{block}{}{block}", text(300, 8));
+        for (bits, params) in [
+            (9u8, &[("server_max_window_bits", Some("9"))][..]),
+            (10, &[("server_max_window_bits", Some("10"))][..]),
+            (15, &[][..]),
+        ] {
+            let mut conn = deflate_server(params);
+            let mut history = Vec::new();
+            let mut longest = 0;
+            for _ in 0..3 {
+                conn.send(Message::Text(&data)).unwrap();
+                let body = frames(&drain(&mut conn)).remove(0).payload;
+                let input = [&body[..], &TRAILER].concat();
+                let got = puff::inflate(&history, bits, &input)
+                    .unwrap_or_else(|e| panic!("{bits} bits: {e}"));
+                assert_eq!(got.data, data.as_bytes());
+                longest = longest.max(got.max_distance);
+                history.extend_from_slice(&got.data);
+            }
+            assert!(longest <= 1 << bits, "{bits} bits: {longest}");
+            if bits == 15 {
+                assert!(longest >= 1000, "15 bits reach back {longest}");
+            }
+        }
+    }
+
+    /// Broadcast: connections whose server keeps no context share one
+    /// compressed frame per (window, level), byte for byte and in memory;
+    /// connections with context takeover get a frame of their own (the
+    /// first like the shared one, later ones shorter); plain connections
+    /// and short messages share the plain frame.
+    #[test]
+    fn deflate_broadcast_shares_frames_without_context_takeover() {
+        let nct = || deflate_server(&[("server_no_context_takeover", None)]);
+        let nct9 = || {
+            deflate_server(&[
+                ("server_no_context_takeover", None),
+                ("server_max_window_bits", Some("9")),
+            ])
+        };
+        let mut conns = [
+            nct(),
+            nct(),
+            nct9(),
+            nct9(),
+            deflate_server(&[]),
+            deflate_server(&[]),
+            server(),
+        ];
+        let data = text(3000, 9);
+        let mut firsts: Vec<Vec<u8>> = Vec::new();
+        let mut decoders: Vec<Decompress> =
+            (0..conns.len()).map(|_| Decompress::new(false)).collect();
+        for round in 0..2 {
+            let mut b = Broadcast::new(Message::Text(&data));
+            let mut fronts = Vec::new();
+            for c in conns.iter_mut() {
+                c.send_broadcast(&mut b).unwrap();
+                let front = c.outgoing().front();
+                fronts.push((front.as_ptr(), front.len(), front.to_vec()));
+            }
+            let shared =
+                |i: usize, j: usize| fronts[i].0 == fronts[j].0 && fronts[i].1 == fronts[j].1;
+            assert!(shared(0, 1) && shared(2, 3), "round {round}");
+            assert!(!shared(0, 2) && !shared(4, 5) && !shared(0, 4) && !shared(0, 6));
+            assert_ne!(
+                fronts[0].2, fronts[2].2,
+                "9 and 15 bits give different frames"
+            );
+            for (i, c) in conns.iter_mut().enumerate() {
+                let out = drain(c);
+                let f = frames(&out).remove(0);
+                if i == 6 {
+                    assert_eq!(out, super::server_frame(TEXT, data.as_bytes()));
+                    continue;
+                }
+                assert_eq!(f.b0, 0x80 | RSV1 | TEXT);
+                assert_eq!(
+                    inflate(&mut decoders[i], &f.payload).unwrap(),
+                    data.as_bytes(),
+                    "conn {i}"
+                );
+                if round == 0 {
+                    firsts.push(out);
+                } else if i < 4 {
+                    assert_eq!(out, firsts[i], "conn {i}: the same frame again");
+                } else {
+                    assert!(
+                        out.len() * 2 < firsts[i].len(),
+                        "conn {i}: the repeat refers back"
+                    );
+                }
+            }
+            if round == 0 {
+                assert_eq!(
+                    firsts[4], firsts[0],
+                    "the first takeover frame is the shared one's bytes"
+                );
+            }
+        }
+        // A short message: everyone shares the one plain frame.
+        let mut b = Broadcast::new(Message::Binary(b"short"));
+        let mut ptrs = Vec::new();
+        for c in conns.iter_mut() {
+            c.send_broadcast(&mut b).unwrap();
+            ptrs.push(c.outgoing().front().as_ptr());
+            assert_eq!(c.outgoing().front(), b"\x82\x05short");
+        }
+        assert!(ptrs.iter().all(|p| *p == ptrs[0]));
+        // Each connection's own sends after the broadcast still decode.
+        for (i, c) in conns.iter_mut().enumerate().take(6) {
+            drain(c);
+            c.send(Message::Text(&data)).unwrap();
+            let f = frames(&drain(c)).remove(0);
+            assert_eq!(
+                inflate(&mut decoders[i], &f.payload).unwrap(),
+                data.as_bytes()
+            );
+        }
+    }
+
+    /// `client_no_context_takeover`: the server's decompressor starts
+    /// afresh with each message, so a client that kept its window anyway
+    /// sends data that refers to nothing: 1007. Without it, fine.
+    #[test]
+    fn deflate_client_no_context_takeover_resets_the_server() {
+        let data = text(2000, 10);
+        let mut client = Client::new(6, false);
+        let first = client.compress(data.as_bytes());
+        let second = client.compress(data.as_bytes());
+        let mut conn = deflate_server(&[]);
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &first)),
+            [Ev::Text(data.clone())]
+        );
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &second)),
+            [Ev::Text(data.clone())]
+        );
+        let mut conn = deflate_server(&[("client_no_context_takeover", None)]);
+        assert_eq!(
+            events(&mut conn, &cframe(true, TEXT, &first)),
+            [Ev::Text(data.clone())]
+        );
+        let e = fails(&mut conn, &cframe(true, TEXT, &second));
+        assert_failed(&mut conn, e, ProtocolError::InvalidCompressedData);
+        // A client that resets as agreed is read message after message.
+        let mut client = Client::new(6, true);
+        let mut conn = deflate_server(&[("client_no_context_takeover", None)]);
+        for _ in 0..3 {
+            let body = client.compress(data.as_bytes());
+            assert_eq!(
+                events(&mut conn, &cframe(true, TEXT, &body)),
+                [Ev::Text(data.clone())]
+            );
+        }
+    }
+
+    /// The agreement is the server's side only: a client-role connection
+    /// refuses it; a server connection reports it and its answer.
+    #[test]
+    fn deflate_set_deflate_and_extensions() {
+        let agreed = agree(&[
+            ("server_no_context_takeover", None),
+            ("client_max_window_bits", Some("10")),
+        ]);
+        let answer = "permessage-deflate; server_no_context_takeover; client_max_window_bits=10";
+        assert_eq!(agreed.response(), answer);
+        let mut client = Connection::new(Role::Client, &Config::default());
+        assert!(!client.set_deflate(agreed.clone()));
+        assert_eq!(client.extensions(), None);
+        assert_eq!(client.deflate(), None);
+        let conn = with_deflate(server(), agreed.clone());
+        assert_eq!(conn.extensions(), Some(answer));
+        assert_eq!(conn.deflate(), Some(&agreed));
+    }
+}

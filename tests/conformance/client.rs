@@ -241,6 +241,18 @@ impl Received {
     }
 }
 
+/// A data message the server sent, as [`Client::next_message`] assembled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub opcode: u8,
+    /// RSV1 on the first frame: the payload is compressed.
+    pub rsv1: bool,
+    /// How many frames it came in.
+    pub frames: usize,
+    /// The frames' payloads, concatenated (still compressed if `rsv1`).
+    pub payload: Vec<u8>,
+}
+
 /// How a read ended without a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -262,11 +274,21 @@ pub struct Client {
     ended: Option<End>,
     /// The client sent a close frame (it started the closing handshake).
     sent_close: bool,
+    /// The head of the 101 response, status line to blank line.
+    response_head: String,
 }
 
 impl Client {
     /// Connects to `addr`, upgrades on `path`, and checks the 101.
     pub fn connect(addr: SocketAddr, path: &str) -> Client {
+        Client::connect_offering(addr, path, &[])
+    }
+
+    /// Connects to `addr` and upgrades on `path` with one
+    /// `Sec-WebSocket-Extensions` header line per entry of `offers` (none
+    /// for an empty slice), and checks the 101. The answer is in
+    /// [`Client::extensions`].
+    pub fn connect_offering(addr: SocketAddr, path: &str, offers: &[&str]) -> Client {
         let stream = TcpStream::connect(addr).expect("connect to the server");
         stream.set_nodelay(true).unwrap();
         stream.set_write_timeout(Some(REPLY_WITHIN)).unwrap();
@@ -277,11 +299,16 @@ impl Client {
             scratch: vec![0u8; 256 * 1024].into_boxed_slice(),
             ended: None,
             sent_close: false,
+            response_head: String::new(),
         };
+        let extensions: String = offers
+            .iter()
+            .map(|o| format!("Sec-WebSocket-Extensions: {o}\r\n"))
+            .collect();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\n{extensions}\r\n"
         );
         c.write(request.as_bytes());
         let deadline = Instant::now() + REPLY_WITHIN;
@@ -295,22 +322,44 @@ impl Client {
         };
         let head = String::from_utf8(c.pending()[..end].to_vec()).expect("ASCII response head");
         c.start += end;
-        let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap_or_default();
+        let status = head.split("\r\n").next().unwrap_or_default();
         assert!(
             status.starts_with("HTTP/1.1 101 "),
             "upgrade refused: {head}"
         );
-        let accept = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case("Sec-WebSocket-Accept"))
-            .map(|(_, v)| v.trim().to_string());
+        c.response_head = head;
+        let accept = c.response_headers("Sec-WebSocket-Accept");
         assert_eq!(
-            accept.as_deref(),
-            Some(accept_key(KEY.as_bytes()).as_str()),
-            "wrong Sec-WebSocket-Accept in {head}"
+            accept,
+            [accept_key(KEY.as_bytes())],
+            "wrong Sec-WebSocket-Accept in {}",
+            c.response_head
         );
         c
+    }
+
+    /// The values of every header of the 101 response named `name`
+    /// (case-insensitive), trimmed, in order.
+    pub fn response_headers(&self, name: &str) -> Vec<String> {
+        self.response_head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+
+    /// The `Sec-WebSocket-Extensions` answer of the 101, which must come in
+    /// one header line if at all (the server agrees to one extension).
+    pub fn extensions(&self) -> Option<String> {
+        let mut values = self.response_headers("Sec-WebSocket-Extensions");
+        assert!(
+            values.len() <= 1,
+            "several Sec-WebSocket-Extensions headers in {}",
+            self.response_head
+        );
+        values.pop()
     }
 
     fn pending(&self) -> &[u8] {
@@ -435,6 +484,39 @@ impl Client {
             "expected {what}, got a payload that differs: {}",
             f.short()
         );
+    }
+
+    /// The next data message, reassembled from its frames: the first a
+    /// text or binary frame, the others continuations, RSV2 and RSV3 never
+    /// set and RSV1 (permessage-deflate's "compressed") only on the first
+    /// (RFC 7692 §6.1). Control frames in between fail the case (the echo
+    /// server sends none).
+    pub fn next_message(&mut self, what: &str) -> ReceivedMessage {
+        let first = self.next(what);
+        assert!(
+            matches!(first.opcode, TEXT | BINARY) && first.rsv & 0b011 == 0,
+            "expected {what}, got {}",
+            first.short()
+        );
+        let mut msg = ReceivedMessage {
+            opcode: first.opcode,
+            rsv1: first.rsv & 0b100 != 0,
+            frames: 1,
+            payload: first.payload,
+        };
+        let mut fin = first.fin;
+        while !fin {
+            let f = self.next(&format!("the continuation of {what}"));
+            assert!(
+                f.opcode == CONT && f.rsv == 0,
+                "expected a continuation frame without RSV bits for {what}, got {}",
+                f.short()
+            );
+            msg.payload.extend_from_slice(&f.payload);
+            msg.frames += 1;
+            fin = f.fin;
+        }
+        msg
     }
 
     pub fn expect_text(&mut self, payload: impl AsRef<[u8]>) {
@@ -587,4 +669,206 @@ fn parse_server_frame(buf: &[u8]) -> Option<(Received, usize)> {
 /// `pattern` repeated to exactly `len` bytes (Autobahn's `payload_len`).
 pub fn repeated(pattern: &[u8], len: usize) -> Vec<u8> {
     pattern.iter().copied().cycle().take(len).collect()
+}
+
+/// The client's side of permessage-deflate (RFC 7692): the agreement read
+/// from the server's answer, and a flate2 (zlib-rs) compressor and
+/// decompressor that honour it, independent of wsloop's own codec.
+#[cfg(feature = "deflate")]
+pub mod pmd {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+    use crate::puff;
+
+    /// The empty stored block a sync flush ends with (§7.2.1).
+    pub const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+    /// The parameters of a `permessage-deflate` answer.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Agreement {
+        pub server_no_context_takeover: bool,
+        pub client_no_context_takeover: bool,
+        /// 15 when the answer does not limit it.
+        pub server_max_window_bits: u8,
+        /// 15 when the answer does not limit it.
+        pub client_max_window_bits: u8,
+    }
+
+    impl Agreement {
+        /// Reads a server's `Sec-WebSocket-Extensions` answer, failing the
+        /// case unless it is one well-formed `permessage-deflate` response
+        /// (§7: known parameters, each at most once, windows 8 to 15).
+        pub fn parse(answer: &str) -> Agreement {
+            let mut parts = answer.split(';').map(str::trim);
+            assert_eq!(
+                parts.next(),
+                Some("permessage-deflate"),
+                "answer {answer:?}"
+            );
+            let mut a = Agreement {
+                server_no_context_takeover: false,
+                client_no_context_takeover: false,
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            };
+            let mut seen = Vec::new();
+            for p in parts {
+                let (name, value) = match p.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim())),
+                    None => (p, None),
+                };
+                assert!(!seen.contains(&name), "{name} twice in {answer:?}");
+                seen.push(name);
+                let bits = |v: Option<&str>| -> u8 {
+                    let v = v.unwrap_or_else(|| panic!("{name} without a value in {answer:?}"));
+                    let b: u8 = v
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{name}={v} in {answer:?}"));
+                    assert!((8..=15).contains(&b), "{name}={v} in {answer:?}");
+                    b
+                };
+                match name {
+                    "server_no_context_takeover" if value.is_none() => {
+                        a.server_no_context_takeover = true
+                    }
+                    "client_no_context_takeover" if value.is_none() => {
+                        a.client_no_context_takeover = true
+                    }
+                    "server_max_window_bits" => a.server_max_window_bits = bits(value),
+                    "client_max_window_bits" => a.client_max_window_bits = bits(value),
+                    _ => panic!("unexpected parameter {p:?} in {answer:?}"),
+                }
+            }
+            a
+        }
+    }
+
+    /// A permessage-deflate client: compresses what it sends with its
+    /// agreed window (reset after each message without client context
+    /// takeover) and decompresses what the server sends, checking that the
+    /// server kept to its side (its window, and no reference to an earlier
+    /// message without server context takeover).
+    pub struct PmdClient {
+        pub agreed: Agreement,
+        compress: Compress,
+        decompress: Decompress,
+        /// The server's messages so far (its last 32 KiB), with context takeover.
+        history: Vec<u8>,
+        /// Whether every reply is also decoded by [`puff`], which checks
+        /// the window exactly (slow, so only where a window is limited).
+        check_window: bool,
+        /// Back references into earlier messages seen so far.
+        pub references_into_history: usize,
+    }
+
+    impl PmdClient {
+        /// A client for `agreed` compressing at deflate `level`.
+        pub fn new(agreed: Agreement, level: u32) -> PmdClient {
+            // zlib cannot compress with an 8-bit window; 9 is the nearest.
+            let bits = agreed.client_max_window_bits.max(9);
+            PmdClient {
+                agreed,
+                compress: Compress::new_with_window_bits(Compression::new(level), false, bits),
+                decompress: Decompress::new_with_window_bits(false, agreed.server_max_window_bits),
+                history: Vec::new(),
+                check_window: agreed.server_max_window_bits < 15,
+                references_into_history: 0,
+            }
+        }
+
+        /// Decodes every reply with the window checker too (it is on by
+        /// itself when the server's window is limited below 15 bits).
+        pub fn check_window(mut self, on: bool) -> PmdClient {
+            self.check_window = on;
+            self
+        }
+
+        /// The compressed body of `payload` (§7.2.1): deflate ending in a
+        /// sync flush, without the trailing `00 00 ff ff`.
+        pub fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
+            let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+            let base = self.compress.total_in();
+            loop {
+                let used = (self.compress.total_in() - base) as usize;
+                out.reserve(payload.len() - used + 64);
+                self.compress
+                    .compress_vec(&payload[used..], &mut out, FlushCompress::Sync)
+                    .expect("client deflate");
+                let done = self.compress.total_in() - base == payload.len() as u64;
+                if done && out.len() < out.capacity() {
+                    break;
+                }
+            }
+            if out.ends_with(&TRAILER) {
+                out.truncate(out.len() - TRAILER.len());
+            }
+            if self.agreed.client_no_context_takeover {
+                self.compress.reset();
+            }
+            out
+        }
+
+        /// The message a compressed reply carries. The case fails if it
+        /// does not decode, or (with the window check) if a back reference
+        /// reaches past the server's agreed window or, without server
+        /// context takeover, into an earlier message.
+        pub fn decompress(&mut self, body: &[u8]) -> Vec<u8> {
+            let mut input = body.to_vec();
+            input.extend_from_slice(&TRAILER);
+            let bits = self.agreed.server_max_window_bits;
+            if self.agreed.server_no_context_takeover {
+                // Each message must decode alone.
+                self.decompress = Decompress::new_with_window_bits(false, bits);
+            }
+            let data = inflate_all(&mut self.decompress, &input)
+                .unwrap_or_else(|e| panic!("a compressed reply does not decompress: {e}"));
+            if self.check_window {
+                let history: &[u8] = if self.agreed.server_no_context_takeover {
+                    &[]
+                } else {
+                    &self.history
+                };
+                let checked = puff::inflate(history, bits, &input).unwrap_or_else(|e| {
+                    panic!("a compressed reply breaks the agreement ({bits}-bit window): {e}")
+                });
+                assert!(checked.data == data, "the two decoders disagree");
+                assert!(!checked.last, "the server ended its deflate stream");
+                self.references_into_history += checked.into_history;
+            }
+            if !self.agreed.server_no_context_takeover {
+                self.history.extend_from_slice(&data);
+                let keep = 1 << 15;
+                if self.history.len() > 2 * keep {
+                    self.history.drain(..self.history.len() - keep);
+                }
+            }
+            data
+        }
+    }
+
+    /// Inflates `input` whole with `d` (which keeps its window).
+    pub fn inflate_all(d: &mut Decompress, input: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        let base = d.total_in();
+        loop {
+            let used = (d.total_in() - base) as usize;
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.len().max(4096));
+            }
+            let before = d.total_out();
+            let status = d
+                .decompress_vec(&input[used..], &mut out, FlushDecompress::None)
+                .map_err(|e| e.to_string())?;
+            let used = (d.total_in() - base) as usize;
+            if status == Status::StreamEnd {
+                return Ok(out);
+            }
+            if used == input.len() && out.len() < out.capacity() {
+                return Ok(out);
+            }
+            if d.total_out() == before && used < input.len() && out.len() < out.capacity() {
+                return Err("no progress".into());
+            }
+        }
+    }
 }

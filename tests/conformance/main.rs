@@ -1,6 +1,7 @@
 //! wsloop's in-repo stand-in for the Autobahn|Testsuite fuzzing client,
-//! sections 1 to 10, against an echo handler of the library running `run()`
-//! in a thread of its own.
+//! sections 1 to 10, 12 and 13 (permessage-deflate, with the `deflate`
+//! feature), against an echo handler of the library running `run()` in a
+//! thread of its own.
 //!
 //! Every Autobahn case is a `#[test]` named after it (`case_5_15` is
 //! Autobahn's 5.15) and checks Autobahn's strict ("OK") expectation: the
@@ -13,7 +14,11 @@
 //! `scripts/conformance-report` runs this suite and writes CONFORMANCE.md.
 
 mod client;
+#[cfg(feature = "deflate")]
+mod puff;
 mod s10_autofrag;
+#[cfg(feature = "deflate")]
+mod s12_s13_compression;
 mod s1_framing;
 mod s2_pingpong;
 mod s3_reserved_bits;
