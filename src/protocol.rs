@@ -1027,7 +1027,10 @@ impl<'m> Broadcast<'m> {
 fn encode_compressed(msg: Message<'_>, (window_bits, level): CompressorKey) -> Arc<[u8]> {
     let payload = msg.as_bytes();
     let mut body = pool::take(payload.len().min(pool::MAX_CAPACITY) / 2);
-    crate::deflate::compress_shared(payload, window_bits, level, &mut body);
+    if !crate::deflate::compress_shared(payload, window_bits, level, &mut body) {
+        pool::give(body);
+        return encode_shared(msg); // deflate does not shrink it: sent as is
+    }
     let (head, n) = frame_header(msg.opcode(), RSV1, body.len(), None);
     let mut frame = Vec::with_capacity(n + body.len());
     frame.extend_from_slice(&head[..n]);

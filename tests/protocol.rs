@@ -1821,18 +1821,59 @@ mod deflate {
         assert!(conn.header_for(&Message::Text(&data)).is_some());
         conn.send(Message::Text(&data)).unwrap();
         assert_eq!(frames(&drain(&mut conn))[0].b0, 0x81);
-        // Threshold 0: even the empty message is compressed, to `00`.
+        // Threshold 0: every message is tried, and what deflate does not
+        // shrink goes out as is: the empty message (`00`, one byte) and
+        // "Hello" (7 bytes, RFC 7692 §7.2.3.1); a repetitive one shrinks.
         let mut policy = DeflateConfig::default();
         policy.compress_threshold = 0;
         let mut conn = with_deflate(server(), agree_with(&policy, &[]));
         assert_eq!(conn.header_for(&Message::Text("")), None);
         conn.send(Message::Text("")).unwrap();
-        assert_eq!(drain(&mut conn), [0xc1, 0x01, 0x00]);
+        assert_eq!(drain(&mut conn), [0x81, 0x00]);
         conn.send(Message::Text("Hello")).unwrap();
-        assert_eq!(
-            drain(&mut conn),
-            [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
-        );
+        assert_eq!(drain(&mut conn), b"\x81\x05Hello");
+        conn.send(Message::Text("HelloHelloHello")).unwrap();
+        let out = drain(&mut conn);
+        assert_eq!(out[0], 0xc1);
+        assert!(out.len() < 2 + 15, "{out:?}");
+        // The compressor was reset after the messages it did not shrink,
+        // so a fresh decompressor reads this one.
+        let mut d = Decompress::new(false);
+        assert_eq!(inflate(&mut d, &out[2..]).unwrap(), b"HelloHelloHello");
+    }
+
+    /// Random bytes do not shrink: above the threshold they still go out
+    /// uncompressed (RSV1 clear), on a connection and in a broadcast, and
+    /// the compressible message after them is compressed again.
+    #[test]
+    fn deflate_incompressible_messages_go_out_as_is() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut conn = deflate_server(&[]);
+        conn.send(Message::Binary(&noise)).unwrap();
+        let f = frames(&drain(&mut conn));
+        assert_eq!(f[0].b0, 0x82);
+        assert_eq!(f[0].payload, noise);
+        let data = text(2000, 7);
+        conn.send(Message::Text(&data)).unwrap();
+        let f = frames(&drain(&mut conn));
+        assert_eq!(f[0].b0, 0x80 | RSV1 | TEXT);
+        let mut d = Decompress::new(false);
+        assert_eq!(inflate(&mut d, &f[0].payload).unwrap(), data.as_bytes());
+
+        let mut shared = deflate_server(&[("server_no_context_takeover", None)]);
+        let mut b = Broadcast::new(Message::Binary(&noise));
+        shared.send_broadcast(&mut b).unwrap();
+        let f = frames(&drain(&mut shared));
+        assert_eq!(f[0].b0, 0x82);
+        assert_eq!(f[0].payload, noise);
     }
 
     /// With context takeover a repeated message compresses to a fraction

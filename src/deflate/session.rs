@@ -77,11 +77,29 @@ fn give_inflater(mut i: Inflater) {
 
 /// Compresses `payload` with a spare (or new) compressor of `window_bits`
 /// and `level` and no context: the body of a frame any number of
-/// connections with that agreement can share (broadcast).
-pub fn compress_shared(payload: &[u8], window_bits: u8, level: u32, out: &mut Vec<u8>) {
+/// connections with that agreement can share (broadcast). Returns false,
+/// with nothing appended, when compressing does not make it smaller.
+pub fn compress_shared(payload: &[u8], window_bits: u8, level: u32, out: &mut Vec<u8>) -> bool {
     let mut d = take_deflater(window_bits, level, true);
-    d.compress(payload, out);
+    let smaller = shrink(&mut d, payload, out);
     give_deflater(d);
+    smaller
+}
+
+/// Compresses `payload` into `out` if that makes it smaller; otherwise
+/// takes it back out and resets the compressor, whose window now holds
+/// bytes the peer will receive uncompressed. (Resetting is always allowed:
+/// the peer's window may hold more than the compressor refers to.)
+fn shrink(d: &mut Deflater, payload: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    d.compress(payload, out);
+    if out.len() - start < payload.len() {
+        return true;
+    }
+    out.truncate(start);
+    let no_context_takeover = d.no_context_takeover();
+    d.recycle(no_context_takeover);
+    false
 }
 
 /// The server's side of one connection's permessage-deflate agreement.
@@ -139,7 +157,8 @@ impl Session {
 
     /// Appends the compressed body of the message `payload` to `out` and
     /// returns true, or returns false (and appends nothing) when the
-    /// message is below the compression threshold and is to go out as is.
+    /// message is to go out as is: below the compression threshold, or not
+    /// made smaller by deflate (already compressed or random data).
     pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) -> bool {
         if !self.compresses(payload.len()) {
             return false;
@@ -150,13 +169,13 @@ impl Session {
             .deflater
             .take()
             .unwrap_or_else(|| take_deflater(a.server_max_window_bits(), a.level(), nct));
-        d.compress(payload, out);
+        let smaller = shrink(&mut d, payload, out);
         if nct {
             give_deflater(d);
         } else {
             self.deflater = Some(d);
         }
-        true
+        smaller
     }
 
     /// Inflates the next piece of a compressed message into `out` (see
