@@ -351,7 +351,13 @@ impl Handler for App {
             conn.route = route;
         }
         if log_enabled!(Level::Info) {
-            info!("{} {} opened as {id}", peer(ctx, id), route.path());
+            // With the extension agreed, if any: `... opened as #0.1 with
+            // permessage-deflate; client_max_window_bits=15`.
+            let (peer, path) = (peer(ctx, id), route.path());
+            match ctx.extensions(id) {
+                Some(ext) => info!("{peer} {path} opened as {id} with {ext}"),
+                None => info!("{peer} {path} opened as {id}"),
+            }
         }
         match route {
             Route::Push => self.push_next(ctx, id),

@@ -90,6 +90,61 @@ struct Args {
         allow_hyphen_values = true
     )]
     push_interval: PushInterval,
+
+    #[command(flatten)]
+    deflate: DeflateArgs,
+}
+
+/// The permessage-deflate flags (feature `deflate`).
+#[cfg(feature = "deflate")]
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Compression (permessage-deflate, RFC 7692)")]
+struct DeflateArgs {
+    /// Refuse every client's permessage-deflate offer: all messages go
+    /// uncompressed [default: offers are accepted]
+    #[arg(long)]
+    no_deflate: bool,
+
+    /// Largest window the server compresses with, as a power of two: 9
+    /// (512 bytes) to 15 (32 KiB); a client may ask for less
+    #[arg(long, value_name = "BITS", default_value = "15", allow_negative_numbers = true,
+          conflicts_with = "no_deflate", value_parser = clap::value_parser!(u8).range(9..=15))]
+    deflate_window_bits: u8,
+
+    /// Reset the compressor after every message, the server's and (asked of
+    /// every client) the client's: no memory kept between messages, at a
+    /// worse ratio [default: context takeover]
+    #[arg(long, conflicts_with = "no_deflate")]
+    deflate_no_context_takeover: bool,
+
+    /// Messages shorter than this are sent uncompressed, in bytes or with a
+    /// KiB/MiB suffix (0: every message may be compressed)
+    #[arg(long, value_name = "SIZE", default_value = "64", allow_hyphen_values = true,
+          conflicts_with = "no_deflate", value_parser = parse_bytes)]
+    deflate_threshold: usize,
+
+    /// Compression level: 1 (fastest) to 9 (smallest); 0 only stores, which
+    /// never makes a message smaller, so every message goes uncompressed
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true,
+          conflicts_with = "no_deflate", value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: u32,
+}
+
+/// Without the `deflate` feature the binary has no compression flags.
+#[cfg(not(feature = "deflate"))]
+#[derive(Debug, clap::Args)]
+struct DeflateArgs {}
+
+#[cfg(feature = "deflate")]
+impl DeflateArgs {
+    fn apply(&self, deflate: &mut wsloop::deflate::DeflateConfig) {
+        deflate.enabled = !self.no_deflate;
+        deflate.server_max_window_bits = self.deflate_window_bits;
+        deflate.server_no_context_takeover = self.deflate_no_context_takeover;
+        deflate.client_no_context_takeover = self.deflate_no_context_takeover;
+        deflate.compress_threshold = self.deflate_threshold;
+        deflate.level = self.deflate_level;
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -152,8 +207,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `65536`, `64KiB`, `16MiB`, `1GiB` (K/M/G and KB/MB/GB mean the same
-/// powers of 1024).
+/// powers of 1024), at least one byte.
 fn parse_size(s: &str) -> Result<usize, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(bytes)
+}
+
+/// A size as [`parse_size`] reads it, where 0 is allowed.
+fn parse_bytes(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
@@ -166,14 +230,10 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 30,
         _ => return Err(bad()),
     };
-    let bytes = value
+    value
         .checked_mul(1 << shift)
         .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| format!("{s:?} is too large"))?;
-    if bytes == 0 {
-        return Err("must be at least 1 byte".into());
-    }
-    Ok(bytes)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl Args {
@@ -186,8 +246,33 @@ impl Args {
         config.max_send_queue = config.max_send_queue.max(self.max_message_size + 64);
         config.idle_timeout = self.idle_timeout.0;
         config.allowed_origins = self.allow_origin.clone();
+        #[cfg(feature = "deflate")]
+        self.deflate.apply(&mut config.deflate);
         config
     }
+}
+
+/// The compression policy in one log line.
+#[cfg(feature = "deflate")]
+fn compression(config: &Config) -> String {
+    let d = &config.deflate;
+    if !d.enabled {
+        return "permessage-deflate: off (--no-deflate)".into();
+    }
+    let takeover = if d.server_no_context_takeover {
+        "no context takeover"
+    } else {
+        "context takeover"
+    };
+    format!(
+        "permessage-deflate: accepted (window {} bits, level {}, threshold {} bytes, {takeover})",
+        d.server_max_window_bits, d.level, d.compress_threshold
+    )
+}
+
+#[cfg(not(feature = "deflate"))]
+fn compression(_: &Config) -> String {
+    "permessage-deflate: not built in (feature `deflate`)".into()
 }
 
 fn init_logging(level: Option<LogLevel>) {
@@ -246,6 +331,7 @@ fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Resul
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let compression = compression(&config);
     let mut server = Server::embed(
         poll.registry(),
         SERVER_TOKENS,
@@ -255,6 +341,7 @@ fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Resul
     )?;
     let addr = server.local_addr();
     info!("listening on ws://{addr} (page: http://{addr}/, push waits {push} s)");
+    info!("{compression}");
 
     let stop = server.shutdown_handle();
     let mut stopping = false;

@@ -574,7 +574,8 @@ fn protocol_errors_are_logged_at_warn() {
 fn help_documents_every_flag_with_its_default() {
     let (status, out, _) = run_to_exit(&["--help"]);
     assert!(status.success());
-    for (flag, default) in [
+    #[allow(unused_mut)] // extended with the `deflate` feature only
+    let mut flags = vec![
         ("--listen", "127.0.0.1:8080"),
         ("--max-clients", "10000"),
         ("--max-message-size", "16MiB"),
@@ -582,7 +583,22 @@ fn help_documents_every_flag_with_its_default() {
         ("--allow-origin", "any origin"),
         ("--log-level", "info"),
         ("--push-interval", "2-5"),
-    ] {
+    ];
+    #[cfg(feature = "deflate")]
+    flags.extend([
+        ("--no-deflate", "[default: offers are accepted]"),
+        ("--deflate-window-bits", "[default: 15]"),
+        (
+            "--deflate-no-context-takeover",
+            "[default: context takeover]",
+        ),
+        ("--deflate-threshold", "[default: 64]"),
+        ("--deflate-level", "[default: 1]"),
+    ]);
+    // Without the feature there is nothing to set.
+    #[cfg(not(feature = "deflate"))]
+    assert!(!out.contains("deflate"), "{out}");
+    for (flag, default) in flags {
         let at = out
             .find(flag)
             .unwrap_or_else(|| panic!("{flag} in --help:\n{out}"));
@@ -776,4 +792,525 @@ fn sigint_exits_0_within_the_close_timeout_despite_a_silent_client() {
         String::from_utf8_lossy(&got)
     );
     server.wait_log(&["SIGINT"], 1);
+}
+
+// ---------------------------------------------------------------- compression
+
+/// A raw WebSocket client for the permessage-deflate tests: it sends masked
+/// frames with RSV1 set or clear and reads the server's frames as they are,
+/// so the tests see what was compressed. Its codec is flate2's raw deflate,
+/// not the server's.
+#[cfg(feature = "deflate")]
+mod raw_ws {
+    use super::*;
+    use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
+
+    /// The end of a sync flush, left out of every compressed message.
+    const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CONTINUATION: u8 = 0x0;
+    pub const CLOSE: u8 = 0x8;
+
+    /// One message as it came: the opcode and RSV1 of its first frame and
+    /// the payloads joined.
+    #[derive(Debug)]
+    pub struct Received {
+        pub opcode: u8,
+        pub rsv1: bool,
+        pub body: Vec<u8>,
+    }
+
+    pub struct RawWs {
+        stream: TcpStream,
+        buf: Vec<u8>,
+        /// The upgrade answer's head.
+        pub head: String,
+    }
+
+    impl RawWs {
+        /// Upgrades to `path`, offering `offer` in `Sec-WebSocket-Extensions`
+        /// if given; panics unless the answer is 101.
+        pub fn open(addr: SocketAddr, path: &str, offer: Option<&str>) -> RawWs {
+            let extra = offer.map_or(String::new(), |o| {
+                format!("Sec-WebSocket-Extensions: {o}\r\n")
+            });
+            let mut stream = raw_upgrade(addr, path, &extra);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let n = stream.read(&mut chunk).expect("read the upgrade answer");
+                assert!(n > 0, "closed in the handshake: {buf:?}");
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            assert_eq!(status(&head), 101, "{head}");
+            buf.drain(..end);
+            RawWs { stream, buf, head }
+        }
+
+        /// The answer's `Sec-WebSocket-Extensions` value, if it has one.
+        pub fn extensions(&self) -> Option<&str> {
+            self.head.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-extensions")
+                    .then(|| value.trim())
+            })
+        }
+
+        /// Sends one masked frame.
+        pub fn send(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) {
+            let mut frame = vec![(u8::from(fin) << 7) | (u8::from(rsv1) << 6) | opcode];
+            match payload.len() {
+                n if n < 126 => frame.push(0x80 | n as u8),
+                n if n <= 0xffff => {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    frame.push(0x80 | 127);
+                    frame.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            let mask = [0x37, 0xfa, 0x21, 0x3d];
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            self.stream.write_all(&frame).expect("send a frame");
+        }
+
+        fn fill(&mut self, n: usize) {
+            let mut chunk = [0u8; 1 << 16];
+            while self.buf.len() < n {
+                let got = match self.stream.read(&mut chunk) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => other.expect("read a frame"),
+                };
+                assert!(got > 0, "the server ended the connection");
+                self.buf.extend_from_slice(&chunk[..got]);
+            }
+        }
+
+        /// The next frame: (FIN, RSV1, opcode, payload).
+        pub fn frame(&mut self) -> (bool, bool, u8, Vec<u8>) {
+            self.fill(2);
+            let (b0, b1) = (self.buf[0], self.buf[1]);
+            assert_eq!(b1 & 0x80, 0, "a server frame is never masked");
+            assert_eq!(b0 & 0x30, 0, "RSV2 and RSV3 stay clear");
+            let (len, at) = match b1 & 0x7f {
+                126 => {
+                    self.fill(4);
+                    (
+                        usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+                        4,
+                    )
+                }
+                127 => {
+                    self.fill(10);
+                    let len = u64::from_be_bytes(self.buf[2..10].try_into().unwrap());
+                    (usize::try_from(len).unwrap(), 10)
+                }
+                n => (usize::from(n), 2),
+            };
+            self.fill(at + len);
+            let payload = self.buf[at..at + len].to_vec();
+            self.buf.drain(..at + len);
+            (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x0f, payload)
+        }
+
+        /// The next data message, its frames joined.
+        pub fn message(&mut self) -> Received {
+            let (mut fin, rsv1, opcode, mut body) = self.frame();
+            assert!(
+                matches!(opcode, TEXT | BINARY),
+                "expected data, got opcode {opcode}"
+            );
+            while !fin {
+                let (f, r, op, more) = self.frame();
+                assert_eq!(op, CONTINUATION, "a continuation frame");
+                assert!(!r, "RSV1 is set on a message's first frame only");
+                body.extend_from_slice(&more);
+                fin = f;
+            }
+            Received { opcode, rsv1, body }
+        }
+
+        /// Closes with 1000 and waits for the server's close frame.
+        pub fn close(mut self) {
+            self.send(true, false, CLOSE, &1000u16.to_be_bytes());
+            let (_, _, opcode, payload) = self.frame();
+            assert_eq!(opcode, CLOSE, "the server answers the close");
+            assert_eq!(payload.get(..2), Some(&1000u16.to_be_bytes()[..]));
+        }
+    }
+
+    /// `data` compressed as one permessage-deflate message (RFC 7692
+    /// §7.2.1): raw deflate, sync flush, its final `00 00 ff ff` removed.
+    pub fn compress(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+        if data.is_empty() {
+            // §7.2.3.6: an empty stored block, with nothing new for zlib
+            // to flush after the last message.
+            return vec![0x00];
+        }
+        let mut out = Vec::with_capacity(data.len() + 64);
+        let start = c.total_in();
+        loop {
+            let used = (c.total_in() - start) as usize;
+            c.compress_vec(&data[used..], &mut out, FlushCompress::Sync)
+                .expect("compress");
+            if (c.total_in() - start) as usize == data.len() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+        assert!(
+            out.ends_with(&TRAILER),
+            "a sync flush ends with 00 00 ff ff"
+        );
+        out.truncate(out.len() - TRAILER.len());
+        out
+    }
+
+    /// A compressed message's body inflated (RFC 7692 §7.2.2: the trailer
+    /// appended), with the connection's decompressor `d`.
+    pub fn inflate(d: &mut Decompress, body: &[u8]) -> Vec<u8> {
+        let input = [body, &TRAILER].concat();
+        let mut out = Vec::with_capacity(4 * input.len() + 1024);
+        let start = d.total_in();
+        loop {
+            let (used, had) = ((d.total_in() - start) as usize, out.len());
+            d.decompress_vec(&input[used..], &mut out, FlushDecompress::Sync)
+                .expect("the server's message inflates");
+            let done = (d.total_in() - start) as usize == input.len();
+            if done && out.len() < out.capacity() {
+                return out;
+            }
+            let progress = (d.total_in() - start) as usize > used || out.len() > had;
+            assert!(progress, "inflating stalled");
+            out.reserve(out.capacity());
+        }
+    }
+}
+
+#[cfg(feature = "deflate")]
+use raw_ws::{compress, inflate, RawWs, BINARY, CONTINUATION, TEXT};
+
+/// What browsers and `websockets` offer.
+#[cfg(feature = "deflate")]
+const OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// `n` pseudo-random bytes (xorshift32): nothing for deflate to find within
+/// them.
+#[cfg(feature = "deflate")]
+fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `noise` `times` over, then as many zeros: the zeros make the message
+/// worth compressing however the noise fares (the server sends a message
+/// as it is when deflate does not make it smaller), and the repeats show
+/// how far back the server's compressor can see.
+#[cfg(feature = "deflate")]
+fn noise_then_zeros(noise: &[u8], times: usize) -> Vec<u8> {
+    let mut m = noise.repeat(times);
+    m.resize(2 * m.len(), 0);
+    m
+}
+
+#[cfg(feature = "deflate")]
+fn raw_deflate() -> flate2::Compress {
+    flate2::Compress::new(flate2::Compression::default(), false)
+}
+
+#[cfg(feature = "deflate")]
+fn raw_inflate() -> flate2::Decompress {
+    flate2::Decompress::new(false)
+}
+
+/// The echo of `data` (binary) on `ws`, compressed: (body size, inflated
+/// with `rx`).
+#[cfg(feature = "deflate")]
+fn compressed_echo(ws: &mut RawWs, rx: &mut flate2::Decompress, data: &[u8]) -> usize {
+    ws.send(true, false, BINARY, data);
+    let back = ws.message();
+    assert_eq!(
+        (back.opcode, back.rsv1),
+        (BINARY, true),
+        "a compressed echo"
+    );
+    assert!(
+        inflate(rx, &back.body) == data,
+        "the echo inflates to the message"
+    );
+    back.body.len()
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn permessage_deflate_is_agreed_and_echoes_compressed() {
+    let server = Wsloop::start(&[]);
+    server.wait_log(
+        &["INFO", "permessage-deflate: accepted (window 15 bits, level 1, threshold 64 bytes, context takeover)"],
+        1,
+    );
+    let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
+    assert_eq!(ws.extensions(), Some("permessage-deflate"), "{}", ws.head);
+    // The log names the agreement.
+    server.wait_log(
+        &["INFO", "/echo opened as #", " with permessage-deflate"],
+        1,
+    );
+    let (mut tx, mut rx) = (raw_deflate(), raw_inflate());
+
+    // 64 KiB of text sent compressed comes back compressed, much smaller,
+    // and inflates to what was sent.
+    let text = "All work and no play makes Jack a dull boy. ".repeat(1490);
+    let text = &text.as_bytes()[..64 << 10];
+    ws.send(true, true, TEXT, &compress(&mut tx, text));
+    let back = ws.message();
+    assert_eq!(
+        (back.opcode, back.rsv1),
+        (TEXT, true),
+        "a compressed text echo"
+    );
+    assert!(
+        back.body.len() < text.len() / 8,
+        "{} bytes",
+        back.body.len()
+    );
+    assert_eq!(inflate(&mut rx, &back.body), text);
+
+    // Binary, sent uncompressed: the echo is compressed all the same.
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let size = compressed_echo(&mut ws, &mut rx, &data);
+    assert!(size < data.len() / 8, "{size} bytes");
+
+    // A compressed message in three frames (RSV1 on the first only).
+    let long = "fragmented and compressed ✓ ".repeat(100);
+    let body = compress(&mut tx, long.as_bytes());
+    let (a, rest) = body.split_at(body.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    ws.send(false, true, TEXT, a);
+    ws.send(false, false, CONTINUATION, b);
+    ws.send(true, false, CONTINUATION, c);
+    let back = ws.message();
+    assert_eq!((back.opcode, back.rsv1), (TEXT, true));
+    assert_eq!(inflate(&mut rx, &back.body), long.as_bytes());
+
+    // Context takeover: the same message a second time refers back to the
+    // first, 16 KiB earlier; its 8 KiB of noise cost nothing then.
+    let message = noise_then_zeros(&noise(8 << 10, 7), 1);
+    let first = compressed_echo(&mut ws, &mut rx, &message);
+    ws.send(true, true, BINARY, &compress(&mut tx, &message));
+    let back = ws.message();
+    assert!(back.rsv1 && inflate(&mut rx, &back.body) == message);
+    let second = back.body.len();
+    assert!(first > 8 << 10, "noise compressed to {first} bytes");
+    assert!(
+        second * 20 < first,
+        "{second} bytes after {first}: the window kept the first"
+    );
+
+    // Below the 64-byte threshold: sent as it is, even when it would
+    // compress.
+    let short = "q".repeat(63);
+    ws.send(true, false, TEXT, short.as_bytes());
+    let back = ws.message();
+    assert_eq!((back.opcode, back.rsv1), (TEXT, false));
+    assert_eq!(back.body, short.as_bytes());
+    ws.send(true, true, TEXT, &compress(&mut tx, b""));
+    let back = ws.message();
+    assert_eq!((back.opcode, back.rsv1, back.body.len()), (TEXT, false, 0));
+    ws.close();
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn no_deflate_agrees_no_extension() {
+    let server = Wsloop::start(&["--no-deflate"]);
+    server.wait_log(&["INFO", "permessage-deflate: off"], 1);
+    let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
+    assert_eq!(ws.extensions(), None, "{}", ws.head);
+    let text = "All work and no play makes Jack a dull boy. ".repeat(100);
+    ws.send(true, false, TEXT, text.as_bytes());
+    let back = ws.message();
+    assert_eq!((back.opcode, back.rsv1), (TEXT, false), "not compressed");
+    assert_eq!(back.body, text.as_bytes());
+    let opened = server.wait_log(&["INFO", "/echo opened as #"], 1);
+    assert!(!opened[0].contains(" with "), "{}", opened[0]);
+
+    // RSV1 without the extension is a protocol error: close 1002.
+    ws.send(
+        true,
+        true,
+        TEXT,
+        &compress(&mut raw_deflate(), text.as_bytes()),
+    );
+    let (_, _, opcode, payload) = ws.frame();
+    assert_eq!(opcode, raw_ws::CLOSE);
+    assert_eq!(payload.get(..2), Some(&1002u16.to_be_bytes()[..]));
+    server.wait_log(&["INFO", "closed with 1002"], 1);
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_flags_shape_the_agreement_and_the_messages() {
+    let server = Wsloop::start(&[
+        "--deflate-no-context-takeover",
+        "--deflate-window-bits",
+        "10",
+        "--deflate-threshold",
+        "1KiB",
+    ]);
+    server.wait_log(
+        &["INFO", "permessage-deflate: accepted (window 10 bits, level 1, threshold 1024 bytes, no context takeover)"],
+        1,
+    );
+    let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
+    let agreed = ws.extensions().unwrap_or_else(|| panic!("{}", ws.head));
+    for param in [
+        "permessage-deflate",
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits=10",
+    ] {
+        assert!(
+            agreed.split(';').any(|p| p.trim() == param),
+            "{param} in {agreed:?}"
+        );
+    }
+    server.wait_log(&["/echo opened as #", &format!(" with {agreed}")], 1);
+
+    // No context takeover: the same message compresses the same each time,
+    // each inflating on its own.
+    let message = noise_then_zeros(&noise(4 << 10, 3), 1);
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        ws.send(true, false, BINARY, &message);
+        let back = ws.message();
+        assert!(back.rsv1);
+        assert!(inflate(&mut raw_inflate(), &back.body) == message);
+        bodies.push(back.body);
+    }
+    assert_eq!(bodies[0], bodies[1], "no state kept between messages");
+
+    // A 10-bit window (1 KiB) cannot reach back 2 KiB: a 2 KiB block of
+    // noise said twice costs twice.
+    let twice = noise_then_zeros(&noise(2 << 10, 5), 2);
+    let size = compressed_echo(&mut ws, &mut raw_inflate(), &twice);
+    assert!(
+        size > (4 << 10) * 95 / 100,
+        "{size} bytes: a repeat 2 KiB back was used"
+    );
+
+    // The threshold: 1023 bytes go as they are, 1024 compressed.
+    let text = "z".repeat(1023);
+    ws.send(true, false, TEXT, text.as_bytes());
+    let back = ws.message();
+    assert_eq!((back.rsv1, back.body.len()), (false, 1023));
+    let text = "z".repeat(1024);
+    ws.send(true, false, TEXT, text.as_bytes());
+    let back = ws.message();
+    assert!(back.rsv1 && back.body.len() < 64, "{back:?}");
+    assert_eq!(inflate(&mut raw_inflate(), &back.body), text.as_bytes());
+
+    // Compressed client messages are read (each from a fresh compressor,
+    // as agreed).
+    for _ in 0..2 {
+        let body = compress(&mut raw_deflate(), &twice);
+        ws.send(true, true, BINARY, &body);
+        assert!(inflate(&mut raw_inflate(), &ws.message().body) == twice);
+    }
+    ws.close();
+
+    // The same message with the default 15-bit window: the repeat is found.
+    let server = Wsloop::start(&[]);
+    let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
+    let size = compressed_echo(&mut ws, &mut raw_inflate(), &twice);
+    assert!(
+        size < 3 << 10,
+        "{size} bytes: the repeat 2 KiB back was missed"
+    );
+    ws.close();
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_level_and_a_zero_threshold_take_effect() {
+    // 64 KiB of letters: deflate at level 9 codes them in fewer bits
+    // (dynamic Huffman codes); level 1 does much worse.
+    let letters: Vec<u8> = noise(64 << 10, 11).iter().map(|b| b'a' + b % 26).collect();
+    let mut sizes = Vec::new();
+    for level in ["1", "9"] {
+        let server = Wsloop::start(&["--deflate-level", level]);
+        server.wait_log(&[&format!("level {level},")], 1);
+        let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
+        ws.send(true, false, TEXT, &letters);
+        let back = ws.message();
+        let size = if back.rsv1 {
+            inflate(&mut raw_inflate(), &back.body).len()
+        } else {
+            back.body.len()
+        };
+        assert_eq!(size, letters.len());
+        sizes.push(back.body.len());
+        ws.close();
+    }
+    assert!(
+        sizes[1] < letters.len() * 3 / 4 && sizes[1] * 6 / 5 < sizes[0],
+        "level 1: {} bytes, level 9: {} bytes",
+        sizes[0],
+        sizes[1]
+    );
+
+    // Threshold 0: a short message that compresses goes compressed.
+    let server = Wsloop::start(&["--deflate-threshold", "0"]);
+    let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
+    let short = "q".repeat(20);
+    ws.send(true, false, TEXT, short.as_bytes());
+    let back = ws.message();
+    assert!(back.rsv1 && back.body.len() < 20, "{back:?}");
+    assert_eq!(inflate(&mut raw_inflate(), &back.body), short.as_bytes());
+    ws.close();
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn bad_deflate_flags_exit_2_with_a_clear_message() {
+    for (args, says) in [
+        (&["--deflate-window-bits", "8"][..], "8 is not in 9..=15"),
+        (&["--deflate-window-bits", "16"], "16 is not in 9..=15"),
+        (&["--deflate-window-bits", "-1"], "invalid value"),
+        (&["--deflate-window-bits", "big"], "invalid value"),
+        (&["--deflate-level", "10"], "10 is not in 0..=9"),
+        (&["--deflate-level", "-1"], "invalid value"),
+        (&["--deflate-level", "fast"], "invalid value"),
+        (&["--deflate-threshold", "-5"], "is not a size"),
+        (&["--deflate-threshold", "lots"], "is not a size"),
+        (&["--deflate-threshold", "99999999999GiB"], "too large"),
+        (&["--deflate-no-context-takeover=yes"], "unexpected value"),
+        (
+            &["--no-deflate", "--deflate-level", "5"],
+            "cannot be used with",
+        ),
+    ] {
+        let (status, _, err) = run_to_exit(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+        let flag = args.iter().rfind(|a| a.starts_with("--")).unwrap();
+        let flag = flag.split('=').next().unwrap();
+        assert!(err.contains(flag), "{args:?} names {flag}: {err}");
+        assert!(err.contains(says), "{args:?} says {says:?}: {err}");
+    }
 }

@@ -6,6 +6,11 @@
 //! `npm ci` in `tests/browser`. Without them the test is skipped loudly,
 //! unless `WSLOOP_REQUIRE_PEERS=1` (as in `.ci/run`), where it fails.
 //!
+//! Chromium offers permessage-deflate: the test checks that every
+//! connection agreed to it (the page's OPEN line and the server's log;
+//! none did in a build without the `deflate` feature) and that large
+//! compressible messages round-trip.
+//!
 //! Screenshots: `target/browser-screenshot.png` (1280x800) and
 //! `target/browser-screenshot-phone.png` (390x844).
 
@@ -21,6 +26,9 @@ mod wsloop_bin;
 
 use process::run_with_deadline;
 use wsloop_bin::Wsloop;
+
+/// Whether the binary accepts permessage-deflate (the `deflate` feature).
+const DEFLATE: bool = cfg!(feature = "deflate");
 
 fn missing_peer(what: &str) {
     let required = std::env::var("WSLOOP_REQUIRE_PEERS").is_ok_and(|v| v == "1");
@@ -85,6 +93,7 @@ fn page_works_in_headless_chromium() {
             .arg(&shot)
             .arg(&phone)
             .env("WSLOOP_CHROMIUM", &chromium)
+            .env("WSLOOP_DEFLATE", if DEFLATE { "1" } else { "0" })
             .stdin(Stdio::null()),
         Duration::from_secs(180),
     );
@@ -102,4 +111,30 @@ fn page_works_in_headless_chromium() {
         );
     }
     eprintln!("screenshots: {} {}", shot.display(), phone.display());
+
+    // Chromium offered permessage-deflate and the server agreed to it on
+    // every connection: each `opened` log line names the agreement. (The
+    // page showed it too, and the 64 KiB and 100 KB echoes came back whole.)
+    assert!(
+        server.wait_log_count("/echo opened as #", 1) >= 1,
+        "no /echo connection in the log:\n{}",
+        server.logs().join("\n")
+    );
+    let opened: Vec<String> = server
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains(" opened as #"))
+        .collect();
+    let agreed = |l: &String| l.contains(" with permessage-deflate");
+    assert!(
+        opened.len() >= 4
+            && if DEFLATE {
+                opened.iter().all(agreed)
+            } else {
+                !opened.iter().any(agreed)
+            },
+        "permessage-deflate agreed on every connection (with the `deflate` feature) \
+         or on none:\n{}",
+        opened.join("\n")
+    );
 }

@@ -15,6 +15,10 @@ mod interop;
 use std::process::Command;
 
 #[test]
+#[cfg_attr(
+    not(feature = "deflate"),
+    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
+)]
 fn node_ws_client_interoperates() {
     let missing = if !interop::runs("node", &["--version"]) {
         Some("node is missing".to_string())

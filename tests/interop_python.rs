@@ -15,6 +15,10 @@ mod interop;
 use std::process::Command;
 
 #[test]
+#[cfg_attr(
+    not(feature = "deflate"),
+    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
+)]
 fn python_websockets_client_interoperates() {
     let missing = if !interop::runs("python3", &["--version"]) {
         Some("python3 is missing".to_string())

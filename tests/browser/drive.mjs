@@ -17,6 +17,9 @@ if (!url || !shot) {
   process.exit(2);
 }
 const executablePath = process.env.WSLOOP_CHROMIUM || "/usr/bin/chromium";
+// Whether the server accepts permessage-deflate (WSLOOP_DEFLATE=0: built
+// without the `deflate` feature).
+const deflate = process.env.WSLOOP_DEFLATE !== "0";
 const STEP = 10_000; // ms per wait
 
 const profile = mkdtempSync(join(tmpdir(), "wsloop-chromium-"));
@@ -116,9 +119,28 @@ try {
   await waitEntry("state", /^readyState CLOSED \(3\): code 1000 "quit", clean$/);
   await page.waitForSelector("#connect:not([disabled])", { timeout: STEP });
 
-  step("connect to /echo and send 100 KB");
+  step(`connect to /echo: permessage-deflate ${deflate ? "agreed" : "not agreed"}`);
   await clearLog();
   await connect("/echo");
+  // Chromium offers permessage-deflate; the page shows what was agreed.
+  const agreed = await page.evaluate(() => window.wsloopPage.extensions);
+  console.log(`extensions: ${JSON.stringify(agreed)}`);
+  if (deflate) {
+    await waitEntry("state", /^readyState OPEN \(1\): with permessage-deflate(;|$)/);
+    if (!/^permessage-deflate(;|$)/.test(agreed)) throw new Error(`ws.extensions is ${JSON.stringify(agreed)}`);
+  } else {
+    await waitEntry("state", /^readyState OPEN \(1\)$/);
+    if (agreed !== "") throw new Error(`ws.extensions is ${JSON.stringify(agreed)}`);
+  }
+
+  step("send 64 KiB of repeated text: back whole");
+  const text = "All work and no play makes Jack a dull boy. ".repeat(1490).slice(0, 65_536);
+  await page.fill("#input", text);
+  await page.press("#input", "Enter");
+  await page.waitForFunction((text) => window.wsloopPage.received.at(-1) === text, text, { timeout: STEP });
+  await waitEntry("recv", /\(65536 characters in all\)$/);
+
+  step("send 100 KB on /echo");
   const big = Array.from({ length: 102_400 }, (_, i) => "abcdefghijklmnopqrstuvwxyz0123456789"[i % 36]).join("");
   await page.fill("#input", big);
   await page.press("#input", "Enter");

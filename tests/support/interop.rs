@@ -6,6 +6,13 @@
 //! peer's script (`tests/interop/<peer>/client.*`) makes every check against
 //! it and prints `ok <name>` or `FAIL <name>: why` for each; the test then
 //! asserts the script's verdict and what the handler saw.
+//!
+//! The server has the default [`Config`], so it accepts permessage-deflate
+//! (RFC 7692) and compresses the messages of 64 bytes and more that deflate
+//! makes smaller. The scripts check the agreement (the peer's default offer,
+//! both `no_context_takeover` parameters, 10-bit windows, and no offer at
+//! all) and which echoes came compressed; the handler records the agreement
+//! each connection was accepted with (`Ctx::extensions`).
 
 #![allow(dead_code)]
 
@@ -24,6 +31,7 @@ use crate::support::Running;
 /// The checks every peer script makes, by the names it prints.
 pub const CHECKS: &[&str] = &[
     "subprotocol-chosen",
+    "deflate-agreed",
     "echo-text-0B",
     "echo-binary-0B",
     "echo-text-1KiB",
@@ -34,12 +42,32 @@ pub const CHECKS: &[&str] = &[
     "echo-binary-16MiB",
     "fragmented-text",
     "fragmented-binary",
+    "fragmented-text-64KiB",
+    "fragmented-binary-64KiB",
+    "context-takeover",
     "ping-pong",
     "client-close",
     "subprotocol-single",
     "subprotocol-none",
     "server-close",
+    "no-context-takeover-agreed",
+    "no-context-takeover-echo",
+    "no-context-takeover-fragmented-text-64KiB",
+    "no-context-takeover-fragmented-binary-64KiB",
+    "window-bits-agreed",
+    "window-bits-echo",
+    "uncompressed-agreed-none",
+    "uncompressed-echo",
 ];
+
+/// The `Sec-WebSocket-Extensions` answers the server gives the scripts'
+/// offers: the peer's default, both `no_context_takeover` parameters, both
+/// windows at 10 bits.
+pub const DEFLATE: &str = "permessage-deflate";
+pub const DEFLATE_NO_CONTEXT_TAKEOVER: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+pub const DEFLATE_WINDOW_BITS_10: &str =
+    "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10";
 
 /// How long a whole peer script may run.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(180);
@@ -57,11 +85,23 @@ pub struct Seen {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// An accepted client as the handler saw it in `on_open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub path: String,
+    /// Subprotocols offered, in order.
+    pub offered: Vec<String>,
+    /// The subprotocol chosen.
+    pub chosen: Option<String>,
+    /// The extensions agreed (`Ctx::extensions`).
+    pub extensions: Option<String>,
+}
+
 /// What the handler saw.
 #[derive(Debug, Default)]
 pub struct Observed {
-    /// Accepted clients: path, subprotocols offered (in order), and chosen.
-    pub opens: Vec<(String, Vec<String>, Option<String>)>,
+    /// Accepted clients, in order.
+    pub opens: Vec<Open>,
     /// Every data message, in order.
     pub messages: Vec<Seen>,
     /// `on_close` calls: path, code, reason.
@@ -100,9 +140,13 @@ impl Handler for Interop {
         if let Some(conn) = ctx.data(id) {
             conn.path = req.path().to_string();
         }
-        observed(&self.seen)
-            .opens
-            .push((req.path().to_string(), offered, chosen.clone()));
+        let extensions = ctx.extensions(id).map(str::to_string);
+        observed(&self.seen).opens.push(Open {
+            path: req.path().to_string(),
+            offered,
+            chosen: chosen.clone(),
+            extensions,
+        });
         Decision::Accept { protocol: chosen }
     }
 
@@ -235,25 +279,31 @@ pub fn run(mut peer: Peer) {
     assert_eq!(o.closes.len(), closes, "on_close calls: {:?}", o.closes);
     assert_eq!(o.opens.len(), closes, "opens: {:?}", o.opens);
 
-    // Subprotocols: offered in order, chosen as the script saw.
-    let opens: Vec<(&str, Vec<&str>, Option<&str>)> = o
-        .opens
-        .iter()
-        .map(|(p, offered, chosen)| {
-            (
-                p.as_str(),
-                offered.iter().map(String::as_str).collect(),
-                chosen.as_deref(),
-            )
-        })
-        .collect();
+    // Subprotocols: offered in order, chosen as the script saw; the
+    // extension agreed as the script asked.
+    let open =
+        |path: &str, offered: &[&str], chosen: Option<&str>, extensions: Option<&str>| Open {
+            path: path.to_string(),
+            offered: offered.iter().map(|p| p.to_string()).collect(),
+            chosen: chosen.map(str::to_string),
+            extensions: extensions.map(str::to_string),
+        };
+    let deflate = Some(DEFLATE);
     assert_eq!(
-        opens,
+        o.opens,
         [
-            ("/echo", vec!["chat.v1", "chat.v2"], Some("chat.v2")),
-            ("/subprotocol", vec!["chat.v1"], Some("chat.v1")),
-            ("/subprotocol", vec![], None),
-            ("/server-close", vec![], None),
+            open("/echo", &["chat.v1", "chat.v2"], Some("chat.v2"), deflate),
+            open("/subprotocol", &["chat.v1"], Some("chat.v1"), deflate),
+            open("/subprotocol", &[], None, deflate),
+            open("/server-close", &[], None, deflate),
+            open(
+                "/no-context-takeover",
+                &[],
+                None,
+                Some(DEFLATE_NO_CONTEXT_TAKEOVER)
+            ),
+            open("/window-bits", &[], None, Some(DEFLATE_WINDOW_BITS_10)),
+            open("/uncompressed", &[], None, None),
         ]
     );
 
@@ -271,8 +321,13 @@ pub fn run(mut peer: Peer) {
 
     // Every echo arrived as one message of the right kind and length, in
     // the order sent; each fragmented message arrived whole, as one.
-    let echo: Vec<&Seen> = o.messages.iter().filter(|m| m.path == "/echo").collect();
-    let kinds: Vec<(bool, usize)> = echo.iter().map(|m| (m.text, m.len)).collect();
+    let kinds = |path: &str| -> Vec<(bool, usize)> {
+        o.messages
+            .iter()
+            .filter(|m| m.path == path)
+            .map(|m| (m.text, m.len))
+            .collect()
+    };
     let mut expected = Vec::new();
     for len in [0, 1 << 10, 1 << 20, 16 << 20] {
         expected.push((true, len));
@@ -286,15 +341,45 @@ pub fn run(mut peer: Peer) {
     .concat();
     expected.push((true, text.len()));
     expected.push((false, binary.len()));
+    expected.extend([(true, 64 << 10), (false, 64 << 10)]); // fragmented 64 KiB
+    expected.extend([(false, 16 << 10), (false, 16 << 10)]); // context takeover
     expected.push((true, "after the ping".len()));
-    assert_eq!(kinds, expected, "messages on /echo (text?, length)");
+    assert_eq!(
+        kinds("/echo"),
+        expected,
+        "messages on /echo (text?, length)"
+    );
+    let echo: Vec<&Seen> = o.messages.iter().filter(|m| m.path == "/echo").collect();
     assert_eq!(echo[8].bytes.as_deref(), Some(text.as_bytes()));
     assert_eq!(echo[9].bytes.as_deref(), Some(binary.as_slice()));
+
+    assert_eq!(
+        kinds("/no-context-takeover"),
+        [
+            (true, 1 << 20),
+            (false, 1 << 20),
+            (false, 16 << 10),
+            (false, 16 << 10),
+            (true, 64 << 10),
+            (false, 64 << 10),
+        ],
+        "messages on /no-context-takeover"
+    );
+    assert_eq!(
+        kinds("/window-bits"),
+        [(true, 1 << 20), (false, 1 << 20), (false, 8 << 10)],
+        "messages on /window-bits"
+    );
+    assert_eq!(
+        kinds("/uncompressed"),
+        [(true, 1 << 10), (false, 1 << 10)],
+        "messages on /uncompressed"
+    );
 }
 
 /// The connections each script opens: `/echo`, two on `/subprotocol`,
-/// `/server-close`.
-const CONNECTIONS: usize = 4;
+/// `/server-close`, `/no-context-takeover`, `/window-bits`, `/uncompressed`.
+const CONNECTIONS: usize = 7;
 
 fn wait_for(seen: &Arc<Mutex<Observed>>, what: &str, mut cond: impl FnMut(&Observed) -> bool) {
     let end = std::time::Instant::now() + Duration::from_secs(10);
