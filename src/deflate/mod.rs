@@ -117,12 +117,15 @@ pub struct DeflateConfig {
     /// clear): deflate cannot win much on them and costs a call. Default 64.
     pub compress_threshold: usize,
     /// The deflate compression level, 1 (fastest) to 9 (smallest); 0
-    /// stores without compressing. Default 1, zlib-rs's quick strategy:
-    /// on chat-sized messages (200 B to 2 KiB of text) it compresses
-    /// several times faster than level 2 (which builds Huffman tables per
-    /// message), at a ratio of about 0.30 against 0.20. It uses fixed
-    /// Huffman codes only, so incompressible data grows by about 5.5%,
-    /// where levels 2 and up fall back to stored blocks.
+    /// only stores, which never makes a message smaller, so nothing is sent
+    /// compressed (compressed messages from the client are still read).
+    /// Default 1, zlib-rs's quick strategy: on chat-sized messages (200 B
+    /// to 2 KiB of text) it compresses several times faster than level 2
+    /// (which builds Huffman tables per message), at a ratio of about 0.30
+    /// against 0.20. It uses fixed Huffman codes only, so incompressible
+    /// data would grow by a few percent; such a message is sent as is
+    /// instead (any level: a message deflate does not shrink goes out
+    /// uncompressed).
     pub level: u32,
 }
 
