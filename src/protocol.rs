@@ -127,16 +127,55 @@ impl Incoming<'_> {
     }
 }
 
-/// The payload of a control frame (at most 125 bytes), held inline.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct ControlPayload {
+/// The payload of a control frame (at most 125 bytes): borrowed from the
+/// input when the frame arrived whole, else the pieces gathered across
+/// reads. (Not held inline: an [`Event`] stays small, and so cheap to
+/// return for every data message.)
+#[derive(Clone)]
+pub struct ControlPayload<'a>(Control<'a>);
+
+#[derive(Clone)]
+enum Control<'a> {
+    Borrowed(&'a [u8]),
+    Gathered(Box<Gathered>),
+}
+
+impl ControlPayload<'_> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Control::Borrowed(b) => b,
+            Control::Gathered(g) => g.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for ControlPayload<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ControlPayload<'_> {}
+
+impl std::fmt::Debug for ControlPayload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ControlPayload")
+            .field(&self.as_bytes())
+            .finish()
+    }
+}
+
+/// A control frame's payload split across reads, gathered.
+#[derive(Clone, Debug)]
+struct Gathered {
     buf: [u8; MAX_CONTROL_PAYLOAD],
     len: u8,
 }
 
-impl ControlPayload {
+impl Gathered {
     fn new() -> Self {
-        ControlPayload {
+        Gathered {
             buf: [0; MAX_CONTROL_PAYLOAD],
             len: 0,
         }
@@ -150,33 +189,25 @@ impl ControlPayload {
         self.len += bytes.len() as u8;
     }
 
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &[u8] {
+    fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len as usize]
     }
 }
 
-impl std::fmt::Debug for ControlPayload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ControlPayload")
-            .field(&self.as_bytes())
-            .finish()
-    }
-}
-
 /// A received close frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseFrame {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame<'a> {
     /// The status code, or 1005 (no status) when the frame carried none.
     pub code: u16,
-    reason: ControlPayload,
+    payload: ControlPayload<'a>,
 }
 
-impl CloseFrame {
+impl CloseFrame<'_> {
     /// The reason text (validated UTF-8, possibly empty).
     pub fn reason(&self) -> &str {
+        let bytes = self.payload.as_bytes();
         // Close reasons are validated before a CloseFrame is built.
-        assume_valid(&self.reason.as_bytes()[2.min(self.reason.len as usize)..])
+        assume_valid(&bytes[2.min(bytes.len())..])
     }
 }
 
@@ -186,12 +217,12 @@ pub enum Event<'a> {
     /// A complete, valid data message.
     Message(Incoming<'a>),
     /// A ping; the pong is already queued.
-    Ping(ControlPayload),
+    Ping(ControlPayload<'a>),
     /// A pong (solicited or not; nothing is owed).
-    Pong(ControlPayload),
+    Pong(ControlPayload<'a>),
     /// The peer's close frame; if the server had not closed yet, the echo is
     /// already queued.
-    Close(CloseFrame),
+    Close(CloseFrame<'a>),
 }
 
 /// A violation of RFC 6455 by the peer. The connection is failed: a close
@@ -341,7 +372,7 @@ pub struct Connection {
     assembly: Vec<u8>,
     /// A control frame's payload split across reads (rare, so boxed: an
     /// idle connection does not carry 126 bytes for it).
-    control: Option<Box<ControlPayload>>,
+    control: Option<Box<Gathered>>,
     close_sent: bool,
     /// The status code of the close frame we sent (None: sent empty or not yet).
     sent_code: Option<u16>,
@@ -504,16 +535,16 @@ impl Connection {
                     if frame.remaining <= (total - pos) as u64 {
                         // Whole in the input: unmask it there.
                         let end = pos + frame.remaining as usize;
-                        let payload = &mut input[pos..end];
+                        let all: &'a mut [u8] = std::mem::take(&mut input);
+                        let payload = &mut all[pos..end];
                         if let Some(mask) = frame.mask {
                             apply_mask(payload, mask, 0);
                         }
-                        let mut control = ControlPayload::new();
-                        control.extend(payload);
+                        let control = ControlPayload(Control::Borrowed(payload));
                         let event = self.finish_control(frame.op, control)?;
                         return Ok((end, Some(event)));
                     }
-                    self.control = Some(Box::new(ControlPayload::new()));
+                    self.control = Some(Box::new(Gathered::new()));
                 }
                 self.frame = Some(frame);
             }
@@ -559,7 +590,8 @@ impl Connection {
             self.frame = None;
             if frame.op.is_control() {
                 // Invariant: boxed when the frame started split.
-                let control = *self.control.take().expect("split control frame");
+                let gathered = self.control.take().expect("split control frame");
+                let control = ControlPayload(Control::Gathered(gathered));
                 let event = self.finish_control(frame.op, control)?;
                 return Ok((pos, Some(event)));
             }
@@ -637,23 +669,26 @@ impl Connection {
         // longer than the data itself (stored blocks, fixed codes: at most
         // 1/8 more), so the frame and message limits on the wire get that
         // slack, but no more: empty blocks inflate to nothing, forever.
-        let inflating = match &self.message {
-            Some(m) => m.compressed,
-            None => compressed,
-        };
-        let slack = |limit: u32| {
+        let over = |size: u64, limit: u32| -> Option<u64> {
             let limit = u64::from(limit);
-            if inflating {
+            if size <= limit {
+                return None; // the common case, decided without the message
+            }
+            let inflating = self.message.as_ref().map_or(compressed, |m| m.compressed);
+            let limit = if inflating {
                 limit + limit / 8 + 1024
             } else {
                 limit
-            }
+            };
+            (size > limit).then_some(limit)
         };
-        if !op.is_control() && h.len > slack(self.max_frame) {
-            return Err(ProtocolError::FrameTooBig {
-                size: h.len,
-                limit: slack(self.max_frame) as usize,
-            });
+        if !op.is_control() {
+            if let Some(limit) = over(h.len, self.max_frame) {
+                return Err(ProtocolError::FrameTooBig {
+                    size: h.len,
+                    limit: limit as usize,
+                });
+            }
         }
         if !discard {
             match (op, &self.message) {
@@ -665,10 +700,8 @@ impl Connection {
                 _ => {}
             }
             if !op.is_control() {
-                let wire = self.message.as_ref().map_or(0, |m| m.wire);
-                let size = wire + h.len;
-                let limit = slack(self.max_message);
-                if size > limit {
+                let size = self.message.as_ref().map_or(0, |m| m.wire) + h.len;
+                if let Some(limit) = over(size, self.max_message) {
                     return Err(ProtocolError::MessageTooBig {
                         size,
                         limit: limit as usize,
@@ -713,11 +746,11 @@ impl Connection {
         }
     }
 
-    fn finish_control(
+    fn finish_control<'a>(
         &mut self,
         op: OpCode,
-        payload: ControlPayload,
-    ) -> Result<Event<'static>, ProtocolError> {
+        payload: ControlPayload<'a>,
+    ) -> Result<Event<'a>, ProtocolError> {
         match op {
             OpCode::Ping => {
                 // §5.5.2: answer with a pong carrying the same payload.
@@ -1084,7 +1117,7 @@ fn frame_header(
 }
 
 /// §5.5.1 and §7.4: a close payload is empty, or a valid code plus UTF-8.
-fn parse_close(payload: ControlPayload) -> Result<CloseFrame, ProtocolError> {
+fn parse_close(payload: ControlPayload<'_>) -> Result<CloseFrame<'_>, ProtocolError> {
     let bytes = payload.as_bytes();
     let code = match bytes.len() {
         0 => close_code::NO_STATUS,
@@ -1100,10 +1133,7 @@ fn parse_close(payload: ControlPayload) -> Result<CloseFrame, ProtocolError> {
             code
         }
     };
-    Ok(CloseFrame {
-        code,
-        reason: payload,
-    })
+    Ok(CloseFrame { code, payload })
 }
 
 fn random_seed() -> u64 {
