@@ -5,7 +5,10 @@
 //! - byte 0, flags: bits 0-2 = how many chunk-size bytes follow (0: the
 //!   whole stream in one chunk); bit 3 = the server starts the close
 //!   (1000) after the first event; bit 4 = do not echo; bit 5 = small
-//!   limits (256-byte frames, 1 KiB messages) instead of 64 KiB;
+//!   limits (256-byte frames, 1 KiB messages) instead of 64 KiB; bit 6 =
+//!   permessage-deflate agreed (RSV1 frames are compressed, echoes of 64
+//!   bytes or more go out compressed); bit 7, with bit 6: no context
+//!   takeover either way and a 9-bit server window;
 //! - the chunk-size bytes, used in turn: `b + 1` bytes, or `(b & 0x7f + 1)
 //!   * 64` when the top bit is set;
 //! - the rest: the bytes from the client.
@@ -17,12 +20,21 @@
 //! close arrived) input is swallowed and nothing more is queued; the
 //! outgoing bytes are valid server frames (`common::check_server_frames`:
 //! legal close codes only, nothing after the close, and wsloop's client role
-//! accepts them) carrying exactly the echoes and pongs owed.
+//! accepts them) carrying exactly the echoes and pongs owed. With
+//! permessage-deflate: a compressed message (what it inflates to) is held to
+//! the message limit however small its frames; the bytes queued are bounded
+//! by the input plus the echoes (a few compressed bytes can inflate to a
+//! whole message); an echo goes out compressed (RSV1) only when it is at
+//! least the threshold long and comes out smaller, and then inflates (with
+//! a fresh decompressor per message without context takeover) to the
+//! message.
 #![no_main]
 
 mod common;
 
 use libfuzzer_sys::fuzz_target;
+use wsloop::deflate::{negotiate, DeflateConfig};
+use wsloop::handshake::ExtensionOffer;
 use wsloop::protocol::{Connection, Event, Message};
 use wsloop::{close_code, Config, Role};
 
@@ -58,6 +70,39 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut conn = Connection::new(Role::Server, &config);
+    let deflate = flags & 0x40 != 0;
+    let no_context_takeover = deflate && flags & 0x80 != 0;
+    let policy = DeflateConfig::default();
+    let threshold = policy.compress_threshold;
+    let mut client_deflate = None;
+    if deflate {
+        let params = if no_context_takeover {
+            vec![
+                ("server_no_context_takeover", None),
+                ("client_no_context_takeover", None),
+                ("server_max_window_bits", Some("9")),
+            ]
+        } else {
+            vec![("client_max_window_bits", None)]
+        };
+        let offer = ExtensionOffer {
+            name: "permessage-deflate",
+            params,
+        };
+        let agreed = negotiate(&[offer], &policy).expect("offer accepted");
+        assert_eq!(agreed.server_no_context_takeover(), no_context_takeover);
+        assert_eq!(agreed.client_no_context_takeover(), no_context_takeover);
+        client_deflate = Some(common::ClientDeflate {
+            server_no_context_takeover: agreed.server_no_context_takeover(),
+            server_max_window_bits: agreed.server_max_window_bits(),
+        });
+        let response = agreed.response().to_owned();
+        assert!(conn.set_deflate(agreed));
+        assert_eq!(conn.extensions(), Some(response.as_str()));
+    }
+    // What the echoes may add to the output beyond the input's bytes: with
+    // permessage-deflate a few input bytes can inflate to a whole message.
+    let mut echo_budget = 0usize;
     let mut out = Vec::new();
     let mut echoed: Vec<(bool, Vec<u8>)> = Vec::new();
     let mut pongs: Vec<Vec<u8>> = Vec::new();
@@ -130,6 +175,10 @@ fuzz_target!(|data: &[u8]| {
                     }
                     if echo && conn.send(msg).is_ok() {
                         echoed.push((incoming.is_text(), bytes.to_vec()));
+                        if deflate {
+                            // The echo, sent as is at worst, and its header.
+                            echo_budget += bytes.len() + 14;
+                        }
                     }
                     if let Some(buf) = incoming.into_buffer() {
                         conn.recycle(buf);
@@ -159,8 +208,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(
-            out.len() + conn.buffered_amount() <= at + SLACK,
-            "queued {} bytes for {} read",
+            out.len() + conn.buffered_amount() <= at + SLACK + echo_budget,
+            "queued {} bytes for {} read (echo budget {echo_budget})",
             out.len() + conn.buffered_amount(),
             at
         );
@@ -170,9 +219,18 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let seen = common::check_server_frames(&out);
+    let seen = common::check_server_frames_deflate(&out, client_deflate);
     assert_eq!(seen.partial_tail, 0, "a frame cut off in the output");
     assert_eq!(seen.messages, echoed, "echoes");
+    for ((_, message), wire) in seen.messages.iter().zip(&seen.compressed) {
+        let len = message.len();
+        // A message goes out compressed only from the threshold on, and
+        // only when deflate makes it smaller (else it goes out as is).
+        if let Some(n) = wire {
+            assert!(deflate && len >= threshold, "{len} bytes sent compressed");
+            assert!(*n < len, "{len} bytes compressed to {n}, not smaller");
+        }
+    }
     assert_eq!(seen.pongs, pongs, "pongs");
     assert_eq!(seen.close, conn.close_code_sent(), "close frame sent");
 });

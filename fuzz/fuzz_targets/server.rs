@@ -15,9 +15,16 @@
 //! `common::check_server_frames`) that are exactly the echoes, pongs and
 //! close a lone `Connection` fed the same bytes owes
 //! (`common::expected_echo`), or a well-formed HTTP error response;
-//! it sends no more than the input plus a constant; and it closes the
-//! connection and forgets the client within a bounded number of steps after
-//! the client's FIN.
+//! it sends no more than the input plus a constant (plus, with
+//! permessage-deflate, the owed echoes); and it
+//! closes the connection and forgets the client within a bounded number of
+//! steps after the client's FIN.
+//!
+//! permessage-deflate: a request offering it gets exactly the
+//! `Sec-WebSocket-Extensions` answer `negotiate` gives for its offers, and
+//! the server's RSV1 frames must inflate (a fresh decompressor per message
+//! when the server keeps no context) to the owed echoes. The server is kept
+//! across inputs, so connections reuse the codecs earlier ones gave back.
 #![no_main]
 
 mod common;
@@ -28,6 +35,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use wsloop::deflate::{negotiate, Agreed};
+use wsloop::handshake::{parse_request, Parsed};
 use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
 
 struct Echo;
@@ -106,6 +115,33 @@ fn step(
     }
 }
 
+/// The permessage-deflate agreement the server makes for the request at the
+/// start of `stream`, if it makes one.
+fn agreement(stream: &[u8]) -> Option<Agreed> {
+    match parse_request(stream, &config()) {
+        Ok(Parsed::Complete { request, .. }) => negotiate(&request.extensions(), &config().deflate),
+        _ => None,
+    }
+}
+
+/// What the echoes owed to an agreed permessage-deflate client may add to
+/// the output beyond the input's bytes (a few input bytes can inflate to a
+/// whole message): each echo as is (a compressed one is smaller) and its
+/// header.
+fn echo_budget(stream: &[u8]) -> usize {
+    let Some(agreed) = agreement(stream) else {
+        return 0;
+    };
+    let Some(head) = common::read_head(stream) else {
+        return 0;
+    };
+    common::expected_echo_deflate(&stream[head.len..], &config(), Some(agreed))
+        .messages
+        .iter()
+        .map(|(_, m)| m.len() + 14)
+        .sum()
+}
+
 fn check_response(stream: &[u8], received: &[u8], complete: bool) {
     if received.is_empty() {
         return; // no complete head before the FIN: closed without an answer
@@ -122,10 +158,23 @@ fn check_response(stream: &[u8], received: &[u8], complete: bool) {
             Err(why) => panic!("101 for a request that breaks RFC 6455: {why}"),
         };
         common::check_accept_response(&received[..head.len], key);
-        let sent = common::check_server_frames(&received[head.len..]);
+        let agreed = agreement(stream);
+        let answer: Vec<&[u8]> = head.values("sec-websocket-extensions").collect();
+        match &agreed {
+            Some(a) => assert_eq!(answer, [a.response().as_bytes()], "extensions answer"),
+            None => assert!(
+                answer.is_empty(),
+                "extensions answered without an agreement"
+            ),
+        }
+        let client_deflate = agreed.as_ref().map(|a| common::ClientDeflate {
+            server_no_context_takeover: a.server_no_context_takeover(),
+            server_max_window_bits: a.server_max_window_bits(),
+        });
+        let sent = common::check_server_frames_deflate(&received[head.len..], client_deflate);
         if complete {
             // Everything arrived: it is exactly what an echo server owes.
-            let owed = common::expected_echo(&stream[request.len..], &config());
+            let owed = common::expected_echo_deflate(&stream[request.len..], &config(), agreed);
             assert_eq!(sent.partial_tail, 0, "a frame cut off at the end");
             assert_eq!(sent.messages, owed.messages, "echoed messages");
             assert_eq!(sent.pongs, owed.pongs, "pongs");
@@ -154,6 +203,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunks = 1 + usize::from(mode & 0x0f);
     let chunk = stream.len().div_ceil(chunks).max(1);
+    let limit = stream.len() + SLACK + echo_budget(stream);
     FIXTURE.with(|cell| {
         let mut cell = cell.borrow_mut();
         let Fixture { server, addr } = cell.get_or_insert_with(fixture);
@@ -201,13 +251,13 @@ fuzz_target!(|data: &[u8]| {
                 server.client_count()
             );
             assert!(
-                received.len() <= stream.len() + SLACK,
+                received.len() <= limit,
                 "server sent {} bytes",
                 received.len()
             );
         }
         assert!(
-            received.len() <= stream.len() + SLACK,
+            received.len() <= limit,
             "server sent {} bytes",
             received.len()
         );

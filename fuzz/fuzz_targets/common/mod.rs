@@ -182,8 +182,12 @@ pub fn check_accept_response(response: &[u8], key: &[u8]) {
 /// What a server sent after the handshake, checked frame by frame.
 #[derive(Debug, Default)]
 pub struct ServerOutput {
-    /// Data messages the client saw, in order (text flag, payload).
+    /// Data messages the client saw, in order (text flag, payload; a
+    /// compressed message inflated).
     pub messages: Vec<(bool, Vec<u8>)>,
+    /// Per message: the payload's size on the wire when it came compressed
+    /// (RSV1), `None` when it came as is.
+    pub compressed: Vec<Option<usize>>,
     pub pongs: Vec<Vec<u8>>,
     /// The close code of the server's close frame (1005: empty).
     pub close: Option<u16>,
@@ -191,14 +195,65 @@ pub struct ServerOutput {
     pub partial_tail: usize,
 }
 
-/// Walks the frames in `bytes` as a client would receive them and asserts
-/// what every server frame must satisfy: no mask, no RSV bits, a known
-/// opcode, no fragmentation (wsloop never fragments), control payloads of
-/// at most 125 bytes, close payloads empty or a legal code plus UTF-8, and
-/// nothing after the close frame. The same bytes are then fed to a
-/// client-role `Connection`, which must accept them all.
+/// permessage-deflate as agreed, from the client's side: how to read the
+/// server's RSV1 frames.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientDeflate {
+    /// The server resets its compressor after every message: the client's
+    /// decompressor then starts every message afresh, so a reference back
+    /// into an earlier message fails.
+    pub server_no_context_takeover: bool,
+    /// The server's window (9 to 15).
+    pub server_max_window_bits: u8,
+}
+
+/// `check_server_frames_deflate` without permessage-deflate: no RSV bit
+/// may be set.
 pub fn check_server_frames(bytes: &[u8]) -> ServerOutput {
+    check_server_frames_deflate(bytes, None)
+}
+
+/// Inflates one RSV1 message's payload as a client does (RFC 7692 §7.2.2:
+/// the payload plus `00 00 ff ff`), with flate2 driven directly.
+fn client_inflate(d: &mut flate2::Decompress, payload: &[u8]) -> Vec<u8> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+    let mut out = Vec::new();
+    let start = d.total_in();
+    loop {
+        let used = (d.total_in() - start) as usize;
+        out.reserve(64 * 1024);
+        let status = d
+            .decompress_vec(&input[used..], &mut out, flate2::FlushDecompress::None)
+            .unwrap_or_else(|e| panic!("the server sent invalid deflate data: {e}"));
+        let used = (d.total_in() - start) as usize;
+        assert!(
+            status != flate2::Status::StreamEnd,
+            "the server ended the deflate stream (BFINAL)"
+        );
+        if used == input.len() && out.len() < out.capacity() {
+            return out;
+        }
+        assert!(
+            out.len() <= 1 << 24,
+            "a server message inflates past 16 MiB"
+        );
+    }
+}
+
+/// Walks the frames in `bytes` as a client would receive them and asserts
+/// what every server frame must satisfy: no mask, no RSV bits (but RSV1 on
+/// a data frame when permessage-deflate was agreed: then its payload must
+/// inflate, with or without the window of the messages before it as
+/// agreed), a known opcode, no fragmentation (wsloop never fragments),
+/// control payloads of at most 125 bytes, close payloads empty or a legal
+/// code plus UTF-8, and nothing after the close frame. Without compressed
+/// frames, the same bytes are then fed to a client-role `Connection`, which
+/// must accept them all.
+pub fn check_server_frames_deflate(bytes: &[u8], deflate: Option<ClientDeflate>) -> ServerOutput {
     let mut out = ServerOutput::default();
+    let mut inflater =
+        deflate.map(|d| flate2::Decompress::new_with_window_bits(false, d.server_max_window_bits));
     let mut pos = 0;
     while pos < bytes.len() {
         assert!(
@@ -213,16 +268,35 @@ pub fn check_server_frames(bytes: &[u8]) -> ServerOutput {
         if ((bytes.len() - pos - n) as u64) < h.len {
             break; // payload cut off at the end
         }
-        let payload = &bytes[pos + n..pos + n + h.len as usize];
+        let wire = &bytes[pos + n..pos + n + h.len as usize];
         assert!(h.mask.is_none(), "server frame is masked");
-        assert_eq!(h.rsv, 0, "server frame has RSV bits");
         assert!(h.fin, "server fragmented a frame");
-        match h.opcode {
-            0x1 => {
-                assert!(std::str::from_utf8(payload).is_ok(), "text is not UTF-8");
-                out.messages.push((true, payload.to_vec()));
+        let compressed = h.rsv == 0b100 && matches!(h.opcode, 0x1 | 0x2);
+        assert!(
+            h.rsv == 0 || (compressed && inflater.is_some()),
+            "server frame has RSV bits {:#05b}",
+            h.rsv
+        );
+        let inflated;
+        let payload = match inflater.as_mut() {
+            Some(d) if compressed => {
+                inflated = client_inflate(d, wire);
+                if deflate.is_some_and(|d| d.server_no_context_takeover) {
+                    d.reset(false);
+                }
+                &inflated[..]
             }
-            0x2 => out.messages.push((false, payload.to_vec())),
+            _ => wire,
+        };
+        match h.opcode {
+            0x1 | 0x2 => {
+                let text = h.opcode == 0x1;
+                if text {
+                    assert!(std::str::from_utf8(payload).is_ok(), "text is not UTF-8");
+                }
+                out.messages.push((text, payload.to_vec()));
+                out.compressed.push(compressed.then_some(wire.len()));
+            }
             0x8 => {
                 assert!(payload.len() <= 125, "close payload too long");
                 let code = match payload.len() {
@@ -253,6 +327,10 @@ pub fn check_server_frames(bytes: &[u8]) -> ServerOutput {
         pos += n + h.len as usize;
     }
     out.partial_tail = bytes.len() - pos;
+    if out.compressed.iter().any(Option::is_some) {
+        // wsloop's client role has no permessage-deflate.
+        return out;
+    }
 
     // The same bytes through wsloop's own client role: it must not fail.
     let mut client = Connection::new(Role::Client, &Config::default());
@@ -285,7 +363,20 @@ pub fn check_server_frames(bytes: &[u8]) -> ServerOutput {
 /// every message echoed while open, a pong per ping while open, and the
 /// close frame it sent (if any). Chunking must not change any of it.
 pub fn expected_echo(bytes: &[u8], config: &Config) -> ServerOutput {
+    expected_echo_deflate(bytes, config, None)
+}
+
+/// `expected_echo` with permessage-deflate as `agreed` (messages compared
+/// as they inflate).
+pub fn expected_echo_deflate(
+    bytes: &[u8],
+    config: &Config,
+    agreed: Option<wsloop::deflate::Agreed>,
+) -> ServerOutput {
     let mut conn = Connection::new(Role::Server, config);
+    if let Some(agreed) = agreed {
+        assert!(conn.set_deflate(agreed));
+    }
     let mut buf = bytes.to_vec();
     let mut pos = 0;
     let mut out = ServerOutput::default();
