@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The load-generator matrix behind BENCHMARKS.md's event-loop section.
+"""The load-generator matrix behind BENCHMARKS.md's event-loop section, and
+(--compression) the permessage-deflate rows behind its compression section.
 
 Run it through scripts/bench, which raises the descriptor limit and builds
 everything first. For every repetition, case and server: start the server
@@ -17,6 +18,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -30,6 +32,9 @@ PEERS = os.path.join(ROOT, "bench", "peers")
 LOADGEN = os.path.join(TARGET, "examples", "loadgen")
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
+DEFLATE_BEGIN = "<!-- bench-deflate:begin -->"
+DEFLATE_END = "<!-- bench-deflate:end -->"
+NODE_WS = os.path.join(ROOT, "tests", "interop", "node", "node_modules", "ws", "package.json")
 
 
 def peer_version(name):
@@ -43,6 +48,22 @@ def peer_version(name):
     return m.group(1) if m else "?"
 
 
+def node_ws_version():
+    """The installed `ws` (tests/interop/node) and node's version."""
+    try:
+        with open(NODE_WS) as f:
+            ws = json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        ws = "?"
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        node = "?"
+    return ws, node or "?"
+
+
+# The main matrix's servers; the compression rows run their own
+# (`DEFLATE_SERVERS`).
 SERVERS = {
     "wsloop": {
         "label": "wsloop",
@@ -78,9 +99,55 @@ SERVERS = {
 }
 
 
+MATRIX_SERVERS = list(SERVERS)
+
+_ECHO = os.path.join(TARGET, "examples", "echo")
+_NODE_PEER = os.path.join(PEERS, "node-ws-echo.mjs")
+DEFLATE_SERVERS = {
+    "wsloop-deflate": {
+        "label": "wsloop",
+        "about": "this commit's library in `examples/echo` (`--deflate on`: the default "
+                 "`Config`, permessage-deflate on the client's terms, level 1, threshold "
+                 "64 B, codecs kept per connection with context takeover)",
+        "cmd": [_ECHO, "{addr}", "--deflate", "on", "--max-clients", "20000"],
+        "echo": "/echo",
+        "color": "#d9480f",
+    },
+    "wsloop-deflate-nct": {
+        "label": "wsloop, no context takeover",
+        "about": "the same with `--deflate no-context-takeover` (`server_no_context_takeover` "
+                 "and `client_no_context_takeover` asked for: codecs borrowed from the "
+                 "loop's spares per message)",
+        "cmd": [_ECHO, "{addr}", "--deflate", "no-context-takeover", "--max-clients", "20000"],
+        "echo": "/echo",
+        "color": "#f08c00",
+    },
+    "node-ws": {
+        "label": "node ws",
+        "about": "ws %s on node %s: `bench/peers/node-ws-echo.mjs` (`--deflate on`: "
+                 "perMessageDeflate with level 1 and a 64 B threshold as wsloop's defaults, "
+                 "otherwise ws's defaults, context takeover, TCP_NODELAY)" % node_ws_version(),
+        "cmd": ["node", _NODE_PEER, "--listen", "{addr}", "--deflate", "on"],
+        "echo": "/",
+        "color": "#5f3dc4",
+    },
+    "node-ws-nct": {
+        "label": "node ws, no context takeover",
+        "about": "the same with `--deflate no-context-takeover` (serverNoContextTakeover and "
+                 "clientNoContextTakeover)",
+        "cmd": ["node", _NODE_PEER, "--listen", "{addr}", "--deflate", "no-context-takeover"],
+        "echo": "/",
+        "color": "#9775fa",
+    },
+}
+for _v in DEFLATE_SERVERS.values():
+    _v["chat"] = None
+SERVERS.update(DEFLATE_SERVERS)
+
+
 class Row:
     def __init__(self, key, title, mode, args, metric, unit, lower_better=False,
-                 broadcast=False):
+                 broadcast=False, servers=None):
         self.key = key
         self.title = title
         self.mode = mode
@@ -89,6 +156,8 @@ class Row:
         self.unit = unit
         self.lower_better = lower_better
         self.broadcast = broadcast
+        # The servers this row runs against (None: every selected one).
+        self.servers = servers
 
 
 def rows(idle_n, broadcast_n):
@@ -110,6 +179,33 @@ def rows(idle_n, broadcast_n):
         Row("broadcast", "broadcast 100 B to %s clients" % f"{broadcast_n:,}", "broadcast",
             ["-c", str(broadcast_n), "-d", "4", "-s", "100"], per_cpu,
             "deliveries / server CPU-s", broadcast=True),
+    ]
+
+
+def deflate_rows(idle_n):
+    """The compression rows (--compression): 1 KiB JSON-like chat messages,
+    as they are and compressed, and the memory a client costs once it has
+    exchanged compressed messages."""
+    per_cpu = "per_server_cpu_s"
+    every = list(DEFLATE_SERVERS)
+    context = ["wsloop-deflate", "node-ws"]
+    n = "{:,}".format(idle_n)
+    return [
+        Row("chat-1k", "100 x 1 KiB chat text, uncompressed (no offer), 1 in flight", "echo",
+            ["-c", "100", "-d", "1", "-s", "1KiB", "--payload", "chat"], per_cpu,
+            "echoes / server CPU-s", servers=context),
+        Row("chat-1k-deflate", "100 x 1 KiB chat text, permessage-deflate, 1 in flight", "echo",
+            ["-c", "100", "-d", "1", "-s", "1KiB", "--deflate"], per_cpu,
+            "echoes / server CPU-s", servers=every),
+        Row("idle-plain", "memory, %s clients, no compression" % n, "idle",
+            ["-c", str(idle_n)], "rss_per_conn_bytes", "server RSS bytes / client",
+            lower_better=True, servers=context),
+        Row("idle-deflate-1", "memory, %s clients after 1 compressed 1 KiB echo each" % n,
+            "idle", ["-c", str(idle_n), "--deflate", "--messages", "1", "-s", "1KiB"],
+            "rss_per_conn_bytes", "server RSS bytes / client", lower_better=True, servers=every),
+        Row("idle-deflate-64", "memory, %s clients after 64 compressed 1 KiB echoes each" % n,
+            "idle", ["-c", str(idle_n), "--deflate", "--messages", "64", "-s", "1KiB"],
+            "rss_per_conn_bytes", "server RSS bytes / client", lower_better=True, servers=every),
     ]
 
 
@@ -208,6 +304,8 @@ def summarize(results, row_list, server_keys):
                 "p50_us": median([l.get("p50") for l in lat]),
                 "p99_us": median([l.get("p99") for l in lat]),
                 "p999_us": median([l.get("p999") for l in lat]),
+                "frame_bytes": median([r.get("frame_bytes") for r in runs]),
+                "rx_bytes_per_echo": median([r.get("rx_bytes_per_echo") for r in runs]),
                 "errors": sum(r.get("errors", 0) for r in runs),
                 "client_limited": sum(bool(r.get("client_limited")) for r in runs) * 2 > len(runs),
             }
@@ -280,6 +378,73 @@ def environment():
         "rustc": cmd("rustc", "--version"),
         "commit": commit,
     }
+
+
+def markdown_deflate(meta, summary, row_list, server_keys, opts):
+    """The compression section: one table of the headline figures (servers
+    as columns), one of the details."""
+    out = [DEFLATE_BEGIN, ""]
+    if opts.quick:
+        out += ["> **Quick run** (`scripts/bench --compression --quick`: 1 repetition, short "
+                "windows, small N): smoke-test figures, noisy; not the benchmark.", ""]
+    out += [
+        "- Date: %s; commit %s" % (meta["date"], meta["commit"]),
+        "- CPU: `%s`, %s CPUs; kernel %s; %s" % (meta["cpu"], meta["cpus"], meta["kernel"],
+                                                 meta["rustc"]),
+        "- Each server pinned to CPU %s, the load generator to CPU %s; %d repetition%s per "
+        "case, medians; %s s windows after %s s of warm-up (idle: held %s s)."
+        % (opts.server_cpu, opts.loadgen_cpu, opts.reps, "" if opts.reps == 1 else "s",
+           opts.duration, opts.warmup, opts.hold),
+        "- Servers:",
+    ]
+    for key in server_keys:
+        out.append("  - **%s**: %s" % (SERVERS[key]["label"], SERVERS[key]["about"]))
+    out += ["", "| case | unit | " + " | ".join(SERVERS[k]["label"] for k in server_keys) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in server_keys) + " |"]
+    limited = False
+    for row in row_list:
+        cells = [row.title, row.unit]
+        for key in server_keys:
+            s = summary.get("%s/%s" % (row.key, key))
+            if s is None:
+                cells.append("–")
+                continue
+            mark = " †" if s["client_limited"] else ""
+            limited |= bool(mark)
+            err = " (%d errors)" % s["errors"] if s["errors"] else ""
+            cells.append(fmt_metric(row, s["metric"]) + mark + err)
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    if limited:
+        out += ["† client-limited: the load generator used more than 90 % of its core.", ""]
+    out += ["| case | server | per second | server CPU | loadgen CPU | p50 | p99 | "
+            "sent / received per echo | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in row_list:
+        if row.mode != "echo":
+            continue
+        for key in server_keys:
+            s = summary.get("%s/%s" % (row.key, key))
+            if s is None:
+                continue
+            rate = fmt_count(s["rate"])
+            wire = "–"
+            if row.mode == "echo" and s.get("frame_bytes") and s.get("rx_bytes_per_echo"):
+                wire = "%s / %s" % (fmt_bytes(s["frame_bytes"]), fmt_bytes(s["rx_bytes_per_echo"]))
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                row.title, SERVERS[key]["label"], rate, fmt_pct(s["server_cpu_util"]),
+                fmt_pct(s["loadgen_cpu_util"]), fmt_us(s["p50_us"]), fmt_us(s["p99_us"]),
+                wire, s["errors"]))
+    out += ["",
+            "Sent / received: the client's frames (compressed once, without context, at "
+            "level 6) and the server's answers, on the wire, per echo.", "",
+            "```sh",
+            "scripts/bench --compression          # this section: 3 repetitions",
+            "scripts/bench --compression --quick  # 1 repetition, short windows, 200 clients",
+            "```", "",
+            "Raw results: `bench/results/%s`." % os.path.basename(opts.out), "",
+            DEFLATE_END]
+    return "\n".join(out)
 
 
 def markdown(meta, summary, row_list, server_keys, opts):
@@ -439,13 +604,13 @@ def svg(summary, row_list, server_keys, quick):
     return "\n".join(head + o) + "\n"
 
 
-def write_benchmarks_md(section):
+def write_benchmarks_md(section, begin=BEGIN, end_marker=END):
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as f:
         text = f.read()
-    if BEGIN in text and END in text:
-        start = text.index(BEGIN)
-        end = text.index(END) + len(END)
+    if begin in text and end_marker in text:
+        start = text.index(begin)
+        end = text.index(end_marker) + len(end_marker)
         text = text[:start] + section + text[end:]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
@@ -461,16 +626,25 @@ def main():
     p.add_argument("--quick", action="store_true",
                    help="1 repetition, 2 s windows, 1,000 idle connections, 500 broadcast "
                         "receivers; writes bench/results/quick.json only")
+    p.add_argument("--compression", action="store_true",
+                   help="the permessage-deflate rows instead of the matrix: wsloop "
+                        "(examples/echo) and node ws (bench/peers/node-ws-echo.mjs), with and "
+                        "without context takeover; writes bench/results/deflate.json and "
+                        "BENCHMARKS.md's compression section")
     p.add_argument("--reps", type=int, help="repetitions per case (default 3, quick 1)")
     p.add_argument("--duration", type=float, help="measured seconds (default 10, quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds (default 2, quick 1)")
     p.add_argument("--hold", type=float, help="idle: seconds held (default 5, quick 2)")
-    p.add_argument("--idle-connections", type=int, help="default 10000, quick 1000")
+    p.add_argument("--idle-connections", type=int,
+                   help="default 10000, quick 1000; --compression: default 1000, quick 200")
     p.add_argument("--broadcast-clients", type=int, help="default 10000, quick 500")
     p.add_argument("--rows", help="comma-separated cases: echo-16, echo-16-d16, echo-1k, "
-                                  "echo-64k, idle, handshake, broadcast (default all)")
+                                  "echo-64k, idle, handshake, broadcast; --compression: "
+                                  "chat-1k, chat-1k-deflate, idle-plain, idle-deflate-1, "
+                                  "idle-deflate-64 (default all)")
     p.add_argument("--servers", help="comma-separated: wsloop, fastwebsockets, "
-                                     "tokio-tungstenite (default all)")
+                                     "tokio-tungstenite; --compression: wsloop-deflate, "
+                                     "wsloop-deflate-nct, node-ws, node-ws-nct (default all)")
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--loadgen-cpu", default="1")
     p.add_argument("--out", help="results JSON (default bench/results/latest.json, "
@@ -486,31 +660,44 @@ def main():
     opts.duration = opts.duration or (2 if q else 10)
     opts.warmup = opts.warmup or (1 if q else 2)
     opts.hold = opts.hold or (2 if q else 5)
-    idle_n = opts.idle_connections or (1000 if q else 10000)
+    z = opts.compression
+    if z:
+        idle_n = opts.idle_connections or (200 if q else 1000)
+    else:
+        idle_n = opts.idle_connections or (1000 if q else 10000)
     bc_n = opts.broadcast_clients or (500 if q else 10000)
     if opts.write is None:
         opts.write = not q
-    opts.out = opts.out or os.path.join(ROOT, "bench", "results",
-                                        "quick.json" if q else "latest.json")
-    all_rows = rows(idle_n, bc_n)
+    results_name = ("deflate-quick.json" if q else "deflate.json") if z else \
+        ("quick.json" if q else "latest.json")
+    opts.out = opts.out or os.path.join(ROOT, "bench", "results", results_name)
+    all_rows = deflate_rows(idle_n) if z else rows(idle_n, bc_n)
     if opts.rows:
         wanted = opts.rows.split(",")
         unknown = set(wanted) - {r.key for r in all_rows}
         if unknown:
             p.error("unknown rows: %s" % ", ".join(sorted(unknown)))
         all_rows = [r for r in all_rows if r.key in wanted]
-    server_keys = list(SERVERS)
+    known = list(DEFLATE_SERVERS) if z else MATRIX_SERVERS
+    server_keys = known
     if opts.servers:
         server_keys = opts.servers.split(",")
-        unknown = set(server_keys) - set(SERVERS)
+        unknown = set(server_keys) - set(known)
         if unknown:
             p.error("unknown servers: %s" % ", ".join(sorted(unknown)))
-    for path in [LOADGEN] + [SERVERS[k]["cmd"][0] for k in server_keys]:
-        if not os.access(path, os.X_OK):
-            sys.exit("missing %s: run scripts/bench (it builds everything)" % path)
+    for key in server_keys:
+        exe = SERVERS[key]["cmd"][0]
+        path = exe if os.path.isabs(exe) else shutil.which(exe)
+        if not path or not os.access(path, os.X_OK):
+            sys.exit("missing %s: run scripts/bench (it builds everything)" % exe)
+    if not os.access(LOADGEN, os.X_OK):
+        sys.exit("missing %s: run scripts/bench (it builds everything)" % LOADGEN)
+    if z and any(k.startswith("node-") for k in server_keys) and not os.path.exists(NODE_WS):
+        sys.exit("missing %s: (cd tests/interop/node && npm ci)" % NODE_WS)
 
     plan = [(rep, row, key) for rep in range(opts.reps) for row in all_rows
-            for key in server_keys if not (row.broadcast and SERVERS[key]["chat"] is None)]
+            for key in server_keys if not (row.broadcast and SERVERS[key]["chat"] is None)
+            and (row.servers is None or key in row.servers)]
     meta = environment()
     logdir = tempfile.mkdtemp(prefix="wsloop-bench-")
     print("%d runs; logs in %s" % (len(plan), logdir), file=sys.stderr)
@@ -543,15 +730,23 @@ def main():
         json.dump({"meta": meta, "quick": q, "reps": opts.reps, "duration_s": opts.duration,
                    "warmup_s": opts.warmup, "summary": summary, "runs": results}, f, indent=1)
         f.write("\n")
-    section = markdown(meta, summary, all_rows, server_keys, opts)
-    print(section)
-    if opts.write:
+    if z:
+        section = markdown_deflate(meta, summary, all_rows, server_keys, opts)
+        print(section)
+        if opts.write:
+            write_benchmarks_md(section, DEFLATE_BEGIN, DEFLATE_END)
+            print("wrote BENCHMARKS.md's compression section and %s"
+                  % os.path.relpath(opts.out, ROOT), file=sys.stderr)
+    else:
+        section = markdown(meta, summary, all_rows, server_keys, opts)
+        print(section)
+    if opts.write and not z:
         write_benchmarks_md(section)
         with open(os.path.join(ROOT, "docs", "bench.svg"), "w") as f:
             f.write(svg(summary, all_rows, server_keys, q))
         print("wrote BENCHMARKS.md, docs/bench.svg and %s" % os.path.relpath(opts.out, ROOT),
               file=sys.stderr)
-    else:
+    elif not opts.write:
         print("wrote %s (BENCHMARKS.md and docs/bench.svg untouched)"
               % os.path.relpath(opts.out, ROOT), file=sys.stderr)
     failed = sum(1 for r in results if r.get("failed") or r.get("errors"))

@@ -113,6 +113,64 @@ fn echo_text_and_binary() {
 }
 
 #[test]
+fn compressed_echo() {
+    // permessage-deflate: compressed frames out, every echo inflated and
+    // checked (the binary agrees to the extension by default).
+    let args = [
+        "-c",
+        "4",
+        "-d",
+        "2",
+        "-s",
+        "1KiB",
+        "--deflate",
+        "-t",
+        "1",
+        "-w",
+        "0.3",
+    ];
+    if let Some(json) = run("echo", "/echo", &args) {
+        assert!(count(&json) > 0, "{json}");
+        assert!(json.contains("\"deflate\":true"), "{json}");
+        // 1 KiB of chat text goes out compressed, and comes back so.
+        assert!(number(&json, "frame_bytes") < 700.0, "{json}");
+        assert!(number(&json, "rx_bytes_per_echo") < 900.0, "{json}");
+    }
+}
+
+#[test]
+fn idle_after_compressed_echoes() {
+    let args = [
+        "-c",
+        "20",
+        "--deflate",
+        "--messages",
+        "3",
+        "-t",
+        "0.5",
+        "-w",
+        "0.2",
+    ];
+    if let Some(json) = run("idle", "/echo", &args) {
+        assert!(json.contains("\"messages\":3"), "{json}");
+        assert!(!json.contains("\"rss_per_conn_bytes\":null"), "{json}");
+    }
+}
+
+/// A numeric field of the JSON line.
+fn number(json: &str, field: &str) -> f64 {
+    let rest = json
+        .split(&format!("\"{field}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {field} in {json}"));
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().expect("a number")
+}
+
+#[test]
 fn handshakes() {
     let args = ["-c", "4", "-t", "1", "-w", "0.2"];
     if let Some(json) = run("handshake", "/echo", &args) {

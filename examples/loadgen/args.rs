@@ -29,6 +29,27 @@ Flags:
                        [default echo 1, broadcast 4]
   -s, --size SIZE      message size: 16, 1KiB, 64KiB [default echo 16, broadcast 100]
       --binary         binary messages (default text)
+      --payload KIND   echo: `ascii` (one message of printable characters
+                       in turn) or `chat` (64 KiB worth, at least 16, of
+                       different JSON chat messages of words, compressible,
+                       sent in turn) [default ascii, with --deflate chat]
+      --deflate        echo, idle: offer permessage-deflate (RFC 7692) and
+                       send the messages compressed (RSV1, each compressed
+                       and masked once, ahead of the run, without context);
+                       every answer is inflated (one decompressor per
+                       connection: the server may keep context) and
+                       checked. echo offers `permessage-deflate;
+                       client_no_context_takeover; client_max_window_bits`;
+                       idle offers what browsers do (`permessage-deflate;
+                       client_max_window_bits`) and each connection
+                       exchanges --messages compressed messages of
+                       --size bytes [default 1KiB] before it idles, so
+                       that the server holds the codecs it keeps per
+                       connection
+      --messages N     idle --deflate: messages each connection exchanges,
+                       one at a time, before it idles; 64 of 1 KiB fill the
+                       32 KiB windows, so every page of them is resident
+                       [default 1]
   -t, --duration SECS  measured window (idle: the hold) [default 10, idle 5]
   -w, --warmup SECS    warm-up before the window (idle: settle) [default 2, idle 1]
       --server-pid PID read the server's CPU time and memory from /proc/PID
@@ -109,6 +130,15 @@ impl Url {
     }
 }
 
+/// What the echo messages contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// One message: printable ASCII in turn (binary: a byte pattern).
+    Ascii,
+    /// Several JSON-like chat messages of words, sent in turn.
+    Chat,
+}
+
 #[derive(Debug, Clone)]
 pub struct Opts {
     pub mode: Mode,
@@ -117,6 +147,10 @@ pub struct Opts {
     pub depth: usize,
     pub size: usize,
     pub binary: bool,
+    pub payload: Payload,
+    pub deflate: bool,
+    /// idle --deflate: messages exchanged before idling.
+    pub messages: usize,
     pub duration: Duration,
     pub warmup: Duration,
     pub server_pid: Option<u32>,
@@ -175,6 +209,7 @@ impl Opts {
         let (mut url, mut connections, mut depth, mut size) = (None, None, None, None);
         let (mut duration, mut warmup) = (None, None);
         let mut opts_binary = false;
+        let (mut payload, mut deflate, mut messages) = (None, false, 1);
         let mut server_pid = None;
         let mut connect_burst = 256;
         let mut setup_timeout = Duration::from_secs(60);
@@ -197,6 +232,15 @@ impl Opts {
                 "-s" | "--size" => size = Some(parse_size(&value()?)?),
                 "--binary" => opts_binary = true,
                 "--text" => opts_binary = false,
+                "--payload" => {
+                    payload = Some(match value()?.as_str() {
+                        "ascii" => Payload::Ascii,
+                        "chat" => Payload::Chat,
+                        other => return Err(format!("--payload: unknown kind {other:?}")),
+                    })
+                }
+                "--deflate" => deflate = true,
+                "--messages" => messages = number(flag, &value()?)?,
                 "-t" | "--duration" => duration = Some(parse_secs(&value()?)?),
                 "-w" | "--warmup" => warmup = Some(parse_secs(&value()?)?),
                 "--server-pid" => server_pid = Some(number(flag, &value()?)?),
@@ -224,8 +268,19 @@ impl Opts {
                 Mode::Handshake => 16,
             }),
             depth: depth.unwrap_or(if mode == Mode::Broadcast { 4 } else { 1 }),
-            size: size.unwrap_or(if mode == Mode::Broadcast { 100 } else { 16 }),
+            size: size.unwrap_or(match mode {
+                Mode::Broadcast => 100,
+                Mode::Idle if deflate => 1024,
+                _ => 16,
+            }),
             binary: opts_binary,
+            payload: payload.unwrap_or(if deflate {
+                Payload::Chat
+            } else {
+                Payload::Ascii
+            }),
+            deflate,
+            messages,
             duration: duration.unwrap_or(Duration::from_secs(if mode == Mode::Idle {
                 5
             } else {
@@ -242,6 +297,12 @@ impl Opts {
         }
         if opts.mode == Mode::Broadcast && (opts.size < 16 || opts.binary) {
             return Err("broadcast sends text messages of at least 16 bytes".into());
+        }
+        if opts.deflate && !matches!(opts.mode, Mode::Echo | Mode::Idle) {
+            return Err("--deflate is for echo and idle".into());
+        }
+        if opts.messages == 0 {
+            return Err("--messages must be at least 1".into());
         }
         if opts.connections >= 1 << 24 {
             return Err("at most 16,777,215 connections".into());
@@ -265,6 +326,24 @@ mod tests {
         assert_eq!(u.target, "/");
         assert_eq!(u.with_query("name=s"), "/?name=s");
         assert!(Url::parse("wss://x/").is_err());
+    }
+
+    #[test]
+    fn deflate_flags() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let o = Opts::parse(&args("echo --deflate")).unwrap();
+        assert!(o.deflate);
+        assert_eq!(o.payload, Payload::Chat);
+        let o = Opts::parse(&args("echo --payload chat")).unwrap();
+        assert!(!o.deflate);
+        assert_eq!(o.payload, Payload::Chat);
+        let o = Opts::parse(&args("idle --deflate --payload ascii")).unwrap();
+        assert_eq!((o.deflate, o.payload), (true, Payload::Ascii));
+        assert_eq!((o.size, o.messages), (1024, 1));
+        let o = Opts::parse(&args("idle --deflate --messages 64 -s 2KiB")).unwrap();
+        assert_eq!((o.size, o.messages), (2048, 64));
+        assert!(Opts::parse(&args("handshake --deflate")).is_err());
+        assert!(Opts::parse(&args("echo --payload json")).is_err());
     }
 
     #[test]

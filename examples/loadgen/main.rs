@@ -7,7 +7,8 @@
 //!     -c 100 -d 1 -s 16 -t 10 --server-pid PID
 //! ```
 //!
-//! Modes: `echo`, `idle`, `handshake`, `broadcast` (`loadgen --help`).
+//! Modes: `echo`, `idle`, `handshake`, `broadcast` (`loadgen --help`);
+//! `echo` and `idle` speak permessage-deflate with `--deflate`.
 //! Every run goes through the same phases:
 //!
 //! ```text
@@ -33,9 +34,11 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use wsloop::{Config, Connection, Message, Role};
+use wsloop::deflate::Deflater;
+use wsloop::frame::FrameHeader;
+use wsloop::{Config, Connection, Message, OpCode, Role};
 
-use args::{Mode, Opts, USAGE};
+use args::{Mode, Opts, Payload, USAGE};
 use hist::Hist;
 use net::{Client, Handler, Readable, State, Upgrade};
 
@@ -47,6 +50,16 @@ const IDX_MASK: usize = (1 << IDX_BITS) - 1;
 const DRAIN: Duration = Duration::from_secs(5);
 /// Prepared upgrade requests (keys) cycled through.
 const KEYS: usize = 64;
+/// Bytes of different messages `--payload chat` sends in turn: twice the
+/// largest deflate window, so that a server with context takeover never
+/// finds a whole earlier message in its window (only words and JSON keys,
+/// as with real chat).
+const CHAT_BYTES: usize = 64 * 1024;
+/// The client's permessage-deflate offers: echo promises to compress
+/// without context (its frames are compressed once, ahead of the run);
+/// idle offers what browsers do, so the server may keep a decompressor.
+const OFFER_ECHO: &str = "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+const OFFER_IDLE: &str = "permessage-deflate; client_max_window_bits";
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -125,6 +138,7 @@ enum Phase {
 struct Mark {
     at: Instant,
     total: u64,
+    rx_bytes: u64,
     server_cpu: Option<u64>,
     own_cpu: Option<u64>,
     rss_kib: Option<u64>,
@@ -169,9 +183,13 @@ struct Logic {
     opened: usize,
     pending: usize,
     setup_deadline: Instant,
-    // echo
-    payload: Vec<u8>,
+    // echo (and idle with --deflate): the messages the ring's frames carry
+    payloads: Vec<Vec<u8>>,
     in_flight: Vec<VecDeque<Instant>>,
+    /// Average size of the data frames sent, on the wire.
+    frame_bytes: usize,
+    /// Bytes read from the server, all connections.
+    rx_bytes: u64,
     unanswered: u64,
     // handshake
     reconnect: Vec<usize>,
@@ -211,6 +229,7 @@ impl Logic {
         Mark {
             at: now,
             total: self.total,
+            rx_bytes: self.rx_bytes,
             server_cpu: self.o.server_pid.and_then(|p| procfs::cpu_ticks(Some(p))),
             own_cpu: procfs::cpu_ticks(None),
             rss_kib: self.o.server_pid.and_then(procfs::rss_kib),
@@ -253,7 +272,7 @@ impl Logic {
 
     /// Everything that is not a socket event: the phases, connecting, the
     /// broadcast sender, the per-second lines. False when the run is over.
-    fn tick(&mut self, net: &mut Net, frame: &[u8], now: Instant) -> bool {
+    fn tick(&mut self, net: &mut Net, ring: &[Vec<u8>], now: Instant) -> bool {
         self.per_second_lines(now);
         self.broadcast_complete();
         match self.phase {
@@ -272,7 +291,7 @@ impl Logic {
                 if let Some(start) = self.window_start.take() {
                     self.window = Some((start, self.mark(now)));
                 }
-                self.start_drain(net, frame, now);
+                self.start_drain(net, ring, now);
             }
             Phase::Drain => self.drain(net, now),
             Phase::Closing => {
@@ -282,7 +301,7 @@ impl Logic {
                         if let Some(c) = net.slots[idx].client.as_mut() {
                             if c.state == State::Open {
                                 c.close();
-                                if let Err(e) = c.flush(frame) {
+                                if let Err(e) = c.flush(ring) {
                                     self.on_failed(idx, c, e);
                                     net.slots[idx].client = None;
                                 }
@@ -313,7 +332,7 @@ impl Logic {
                         self.launch(net, idx, now);
                     }
                 }
-                Mode::Broadcast => self.broadcast_send(net, frame, now),
+                Mode::Broadcast => self.broadcast_send(net, ring, now),
                 Mode::Echo | Mode::Idle => {}
             }
         }
@@ -421,14 +440,14 @@ impl Logic {
         }
     }
 
-    fn start_drain(&mut self, net: &mut Net, frame: &[u8], now: Instant) {
+    fn start_drain(&mut self, net: &mut Net, ring: &[Vec<u8>], now: Instant) {
         self.enter(Phase::Drain, now, DRAIN);
         if self.o.mode == Mode::Echo {
             for idx in 0..net.slots.len() {
                 if self.in_flight[idx].is_empty() {
                     if let Some(c) = net.slots[idx].client.as_mut() {
                         c.close();
-                        if let Err(e) = c.flush(frame) {
+                        if let Err(e) = c.flush(ring) {
                             self.on_failed(idx, c, e);
                             net.slots[idx].client = None;
                         }
@@ -492,7 +511,7 @@ impl Logic {
     }
 
     /// Keeps `depth` broadcast messages in flight.
-    fn broadcast_send(&mut self, net: &mut Net, frame: &[u8], now: Instant) {
+    fn broadcast_send(&mut self, net: &mut Net, ring: &[Vec<u8>], now: Instant) {
         let depth = self.o.depth as u64;
         let Some(bc) = self.bc.as_mut() else { return };
         let Some(sender) = net.slots[bc.receivers].client.as_mut() else {
@@ -508,7 +527,7 @@ impl Logic {
                 .push_str(std::str::from_utf8(&bc.filler).unwrap_or_default());
             bc.sent_at[(seq % depth) as usize] = now;
             bc.sent += 1;
-            if let Err(e) = sender.send_now(Message::Text(&bc.text), frame) {
+            if let Err(e) = sender.send_now(Message::Text(&bc.text), ring) {
                 failed = Some(e);
                 break;
             }
@@ -534,6 +553,9 @@ impl Handler for Logic {
                     self.in_flight[idx].extend(std::iter::repeat_n(now, self.o.depth));
                 }
             }
+            // With --deflate a connection counts as open once it has
+            // exchanged its --messages compressed messages, one at a time.
+            Mode::Idle if self.o.deflate => c.out.frames += 1,
             Mode::Idle => self.opened += 1,
             Mode::Handshake => {
                 if self.measuring {
@@ -556,7 +578,8 @@ impl Handler for Logic {
     fn on_message(&mut self, idx: usize, c: &mut Client, text: bool, data: &[u8], now: Instant) {
         match self.o.mode {
             Mode::Echo => {
-                if text == self.o.binary || data != self.payload.as_slice() {
+                let expected = &self.payloads[(c.received - 1) % self.payloads.len()];
+                if text == self.o.binary || data != expected.as_slice() {
                     self.error(format!(
                         "echo differs from the message sent ({} {} bytes back)",
                         if text { "text" } else { "binary" },
@@ -576,6 +599,18 @@ impl Handler for Logic {
                     self.in_flight[idx].push_back(now);
                 } else if self.in_flight[idx].is_empty() {
                     c.close();
+                }
+            }
+            Mode::Idle if self.o.deflate => {
+                let expected = &self.payloads[(c.received - 1) % self.payloads.len()];
+                if c.received > self.o.messages {
+                    self.error("a message that answers nothing");
+                } else if text == self.o.binary || data != expected.as_slice() {
+                    self.error("the answer differs from the compressed message sent");
+                } else if c.received < self.o.messages {
+                    c.out.frames += 1; // the next one
+                } else {
+                    self.opened += 1;
                 }
             }
             Mode::Idle | Mode::Handshake => {}
@@ -625,6 +660,10 @@ impl Handler for Logic {
                 }
             }
         }
+    }
+
+    fn on_read(&mut self, n: usize) {
+        self.rx_bytes += n as u64;
     }
 
     fn on_ping(&mut self, _idx: usize) {
@@ -696,36 +735,40 @@ fn run(o: Opts) -> Result<Report, String> {
     } else {
         o.url.target.clone()
     };
+    let offer = match o.mode {
+        _ if !o.deflate => None,
+        Mode::Idle => Some(OFFER_IDLE),
+        _ => Some(OFFER_ECHO),
+    };
     let upgrades: Vec<Upgrade> = (0..KEYS)
-        .map(|_| Upgrade::new(&o.url.host, &target, &mut seed))
+        .map(|_| Upgrade::with_extensions(&o.url.host, &target, &mut seed, offer))
         .collect();
 
-    // The echo payload, and its frame: encoded and masked once.
-    let payload: Vec<u8> = (0..o.size)
-        .map(|i| {
-            if o.binary {
-                (i * 7 + 13) as u8
+    // The messages, and their frames: encoded, compressed and masked once.
+    let payloads = match o.payload {
+        Payload::Ascii => vec![(0..o.size)
+            .map(|i| {
+                if o.binary {
+                    (i * 7 + 13) as u8
+                } else {
+                    b'!' + (i % 94) as u8
+                }
+            })
+            .collect()],
+        Payload::Chat => chat_messages(o.size, CHAT_BYTES.div_ceil(o.size.max(1)).clamp(16, 1024)),
+    };
+    let mut ring = Vec::new();
+    if o.mode == Mode::Echo || (o.mode == Mode::Idle && o.deflate) {
+        for payload in &payloads {
+            let frame = if o.deflate {
+                compressed_frame(payload, o.binary, &mut seed)
             } else {
-                b'!' + (i % 94) as u8
-            }
-        })
-        .collect();
-    let mut frame = Vec::new();
-    if o.mode == Mode::Echo {
-        let mut enc = Connection::new(Role::Client, &config);
-        let msg = if o.binary {
-            Message::Binary(&payload)
-        } else {
-            Message::Text(std::str::from_utf8(&payload).map_err(|e| e.to_string())?)
-        };
-        enc.send(msg).map_err(|e| e.to_string())?;
-        let q = enc.outgoing();
-        while !q.is_empty() {
-            let n = q.front().len();
-            frame.extend_from_slice(q.front());
-            q.consume(n);
+                plain_frame(payload, o.binary, &config)?
+            };
+            ring.push(frame);
         }
     }
+    let frame_bytes = ring.iter().map(Vec::len).sum::<usize>() / ring.len().max(1);
 
     let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut net = Net {
@@ -772,7 +815,9 @@ fn run(o: Opts) -> Result<Report, String> {
         opened: 0,
         pending: 0,
         setup_deadline: now + o.setup_timeout,
-        payload,
+        payloads,
+        frame_bytes,
+        rx_bytes: 0,
         in_flight: (0..slots).map(|_| VecDeque::new()).collect(),
         unanswered: 0,
         reconnect: Vec::new(),
@@ -828,16 +873,145 @@ fn run(o: Opts) -> Result<Report, String> {
             } else {
                 Readable::No
             };
-            net::drive(c, idx, readable, &mut buf, &frame, &mut logic);
+            net::drive(c, idx, readable, &mut buf, &ring, &mut logic);
             if c.state == State::Done {
                 slot.client = None;
             }
         }
-        if !logic.tick(&mut net, &frame, Instant::now()) {
+        if !logic.tick(&mut net, &ring, Instant::now()) {
             break;
         }
     }
     Ok(report(&logic))
+}
+
+/// `payload` in a masked client frame, as wsloop's client role sends it.
+fn plain_frame(payload: &[u8], binary: bool, config: &Config) -> Result<Vec<u8>, String> {
+    let mut enc = Connection::new(Role::Client, config);
+    let msg = if binary {
+        Message::Binary(payload)
+    } else {
+        Message::Text(std::str::from_utf8(payload).map_err(|e| e.to_string())?)
+    };
+    enc.send(msg).map_err(|e| e.to_string())?;
+    let mut frame = Vec::new();
+    let q = enc.outgoing();
+    while !q.is_empty() {
+        let n = q.front().len();
+        frame.extend_from_slice(q.front());
+        q.consume(n);
+    }
+    Ok(frame)
+}
+
+/// `payload` compressed without context (deflate level 6, zlib's default
+/// and what browsers use, 15-bit window) in a masked frame with RSV1
+/// (RFC 7692 §6): valid to send any number of times, whatever the server
+/// keeps between messages.
+fn compressed_frame(payload: &[u8], binary: bool, seed: &mut u64) -> Vec<u8> {
+    let mut body = Vec::new();
+    Deflater::new(15, 6, true).compress(payload, &mut body);
+    let mask = (net::xorshift(seed) as u32).to_le_bytes();
+    let op = if binary { OpCode::Binary } else { OpCode::Text };
+    let header = FrameHeader {
+        fin: true,
+        rsv: net::RSV1,
+        opcode: op.as_u8(),
+        mask: Some(mask),
+        len: body.len() as u64,
+    };
+    let mut head = [0u8; wsloop::frame::MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    wsloop::mask::apply_mask(&mut body, mask, 0);
+    let mut frame = head[..n].to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// `count` different chat messages of exactly `size` bytes each: JSON
+/// objects of the kind a chat sends (type, room, user, id, text) with text
+/// of common words drawn from a fixed generator, so every run sends the
+/// same messages. Compressible like real chat text (deflate at level 1
+/// shrinks a 1 KiB one to about a third; see BENCHMARKS.md for the sizes
+/// a run measured). Sizes below the JSON frame are cut (no longer JSON).
+fn chat_messages(size: usize, count: usize) -> Vec<Vec<u8>> {
+    const WORDS: &[&str] = &[
+        "the",
+        "a",
+        "to",
+        "and",
+        "of",
+        "is",
+        "it",
+        "you",
+        "that",
+        "in",
+        "we",
+        "for",
+        "on",
+        "this",
+        "be",
+        "can",
+        "with",
+        "have",
+        "are",
+        "not",
+        "just",
+        "build",
+        "deploy",
+        "server",
+        "message",
+        "review",
+        "patch",
+        "test",
+        "tomorrow",
+        "meeting",
+        "thanks",
+        "looks",
+        "good",
+        "fixed",
+        "issue",
+        "merge",
+        "branch",
+        "release",
+        "latency",
+        "memory",
+        "client",
+        "socket",
+        "window",
+        "deflate",
+        "compress",
+        "benchmark",
+        "ok",
+        "yes",
+        "no",
+        "maybe",
+        "later",
+        "lunch",
+    ];
+    let mut seed = 0x0123_4567_89ab_cdef_u64;
+    (0..count)
+        .map(|i| {
+            let mut m = format!(
+                "{{\"type\":\"message\",\"room\":\"general\",\"user\":\"user{:04}\",\
+                 \"id\":{},\"text\":\"",
+                (i * 7919) % 10_000,
+                1_000_000 + i * 37
+            );
+            while m.len() + 2 < size {
+                let w = WORDS[(net::xorshift(&mut seed) % WORDS.len() as u64) as usize];
+                m.push_str(w);
+                m.push(' ');
+            }
+            m.truncate(size.saturating_sub(2));
+            while m.len() + 2 < size {
+                m.push(' ');
+            }
+            m.push_str("\"}");
+            m.truncate(size);
+            m.into_bytes()
+        })
+        .collect()
 }
 
 /// 1234567 -> "1,234,567".
@@ -953,6 +1127,10 @@ fn report(l: &Logic) -> Report {
             o.size,
             if o.binary { "binary" } else { "text" }
         ),
+        Mode::Idle if o.deflate => format!(
+            "{} idle connections, each after {} compressed echoes",
+            o.connections, o.messages
+        ),
         Mode::Idle => format!("{} idle connections", o.connections),
         Mode::Handshake => format!("{} slots of connect, upgrade, close", o.connections),
         Mode::Broadcast => format!(
@@ -965,6 +1143,32 @@ fn report(l: &Logic) -> Report {
         j.push(("depth", J::Int(o.depth as u64)));
         j.push(("size", J::Int(o.size as u64)));
         j.push(("binary", J::Bool(o.binary)));
+    }
+    if o.mode == Mode::Echo || o.deflate {
+        let payload = match o.payload {
+            Payload::Ascii => "ascii",
+            Payload::Chat => "chat",
+        };
+        let _ = writeln!(
+            h,
+            "  messages    {} {payload} of {} B, {}: {} B frames on the wire (average)",
+            l.payloads.len(),
+            o.size,
+            if o.deflate {
+                "permessage-deflate"
+            } else {
+                "uncompressed"
+            },
+            l.frame_bytes
+        );
+        j.extend([
+            ("payload", J::Str(payload.to_owned())),
+            ("deflate", J::Bool(o.deflate)),
+            ("frame_bytes", J::Int(l.frame_bytes as u64)),
+        ]);
+        if o.mode == Mode::Idle {
+            j.push(("messages", J::Int(o.messages as u64)));
+        }
     }
     j.push(("warmup_s", J::Num(o.warmup.as_secs_f64())));
     let unit = l.unit();
@@ -1108,6 +1312,12 @@ fn report(l: &Logic) -> Report {
                 ("rss_base_kib", J::opt_int(l.rss_base)),
                 ("rss_end_kib", J::opt_int(b.rss_kib)),
             ]);
+        }
+        if o.mode == Mode::Echo && count > 0 {
+            // The answers' frames (and the odd ping) on the wire.
+            let per = (b.rx_bytes - a.rx_bytes) as f64 / count as f64;
+            let _ = writeln!(h, "  received    {per:.0} B per echo on the wire");
+            j.push(("rx_bytes_per_echo", J::Num(per)));
         }
         if let Some(bc) = &l.bc {
             j.extend([
