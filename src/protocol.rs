@@ -333,10 +333,9 @@ struct InMessage {
     text: bool,
     utf8: Utf8Validator,
     /// RSV1 on the first frame: the payload is deflate data, inflated into
-    /// the assembly buffer (RFC 7692 §6.2).
+    /// the assembly buffer (RFC 7692 §6.2); the deflate session counts
+    /// its bytes on the wire.
     compressed: bool,
-    /// Payload bytes received so far (compressed, for a compressed message).
-    wire: u64,
 }
 
 /// One WebSocket connection after the handshake, as a state machine.
@@ -524,7 +523,6 @@ impl Connection {
                         text,
                         utf8: Utf8Validator::new(),
                         compressed: frame.compressed,
-                        wire: 0,
                     });
                     if self.assembly.capacity() == 0 {
                         let expect = frame.remaining.min(pool::MAX_CAPACITY as u64);
@@ -569,7 +567,6 @@ impl Connection {
                 // Invariant: a data frame that is not discarded has a message
                 // (started above for text/binary, required for continuation).
                 let msg = self.message.as_mut().expect("message in progress");
-                msg.wire += take as u64;
                 let start = self.assembly.len();
                 if msg.compressed {
                     self.inflate(chunk)?;
@@ -700,7 +697,11 @@ impl Connection {
                 _ => {}
             }
             if !op.is_control() {
-                let size = self.message.as_ref().map_or(0, |m| m.wire) + h.len;
+                let received = match (&self.message, self.deflate.as_deref()) {
+                    (Some(m), Some(session)) if m.compressed => session.wire(),
+                    _ => self.assembly.len() as u64,
+                };
+                let size = received + h.len;
                 if let Some(limit) = over(size, self.max_message) {
                     return Err(ProtocolError::MessageTooBig {
                         size,
@@ -1165,6 +1166,9 @@ mod no_deflate {
     pub(crate) enum Never {}
 
     impl Session {
+        pub(crate) fn wire(&self) -> u64 {
+            match *self {}
+        }
         pub(crate) fn shared_key(&self) -> Option<(u8, u32)> {
             match *self {}
         }

@@ -124,6 +124,8 @@ pub struct Session {
     deflater: Option<Deflater>,
     /// Kept between messages with context takeover, and during a message.
     inflater: Option<Inflater>,
+    /// Compressed bytes of the message in progress (its limit on the wire).
+    wire: u64,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             agreed,
             deflater: None,
             inflater: None,
+            wire: 0,
         }
     }
 
@@ -178,6 +181,11 @@ impl Session {
         smaller
     }
 
+    /// Compressed bytes of the message in progress received so far.
+    pub fn wire(&self) -> u64 {
+        self.wire
+    }
+
     /// Inflates the next piece of a compressed message into `out` (see
     /// [`Inflater::feed`]; `max_out` is the message limit).
     pub fn inflate(
@@ -189,6 +197,7 @@ impl Session {
         if input.is_empty() {
             return Ok(());
         }
+        self.wire += input.len() as u64;
         let nct = self.agreed.client_no_context_takeover();
         self.inflater
             .get_or_insert_with(|| take_inflater(nct))
@@ -198,6 +207,7 @@ impl Session {
     /// Ends a compressed message (see [`Inflater::finish`]); without
     /// context takeover the decompressor goes back to the spares.
     pub fn finish(&mut self, out: &mut Vec<u8>, max_out: usize) -> Result<(), InflateError> {
+        self.wire = 0;
         let Some(inflater) = self.inflater.as_mut() else {
             return Ok(()); // no payload byte: an empty message
         };
