@@ -80,13 +80,13 @@ pub struct DeflateConfig {
     /// Whether offers are accepted at all. Default `true`: every browser
     /// offers the extension, and it costs nothing until a message is
     /// compressed. Then a connection with context takeover keeps its own
-    /// compressor (about 270 KiB at 15 bits with zlib-rs) and decompressor
-    /// (about 45 KiB) from its first compressed message on; without context
-    /// takeover (`server_no_context_takeover`, `client_no_context_takeover`)
-    /// the codec is borrowed from a few per-thread spares for one message,
-    /// so it costs no memory per connection (see BENCHMARKS.md for measured
-    /// figures). A connection that does not offer the extension pays one
-    /// pointer.
+    /// compressor and decompressor from its first compressed message on:
+    /// about 330 KiB of server memory per client at 15 bits with zlib-rs
+    /// (measured, BENCHMARKS.md); without context takeover
+    /// (`server_no_context_takeover`, `client_no_context_takeover`) a codec
+    /// is borrowed from a few per-thread spares for one message, and a
+    /// client costs about 1.3 KiB. A connection that does not offer the
+    /// extension pays one pointer.
     pub enabled: bool,
     /// The largest LZ77 window (base-2 logarithm) the server compresses
     /// with, 9 to 15. Default 15 (32 KiB, the best ratio). A client's
