@@ -64,6 +64,12 @@ pub fn give(mut buf: Vec<u8>) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         if pool.bufs.len() < MAX_BUFFERS && pool.bytes + buf.capacity() <= MAX_POOLED_BYTES {
+            if pool.bufs.capacity() == 0 {
+                // The list at its full size once (24 KiB per loop), so that
+                // giving a buffer back never allocates, however many a busy
+                // iteration returns.
+                pool.bufs.reserve_exact(MAX_BUFFERS);
+            }
             pool.bytes += buf.capacity();
             pool.bufs.push(buf);
         }

@@ -93,26 +93,41 @@ fn echo_once(
     request: &[u8],
     want: usize,
 ) -> usize {
+    step_until(server, client, request, |got| got.len() >= want).0
+}
+
+/// Writes `request`, then steps the server and reads what comes back until
+/// `done` says it is all there; returns the allocations counted inside
+/// `poll_once` meanwhile, and the bytes.
+fn step_until(
+    server: &mut Server<Echo>,
+    client: &mut TcpStream,
+    request: &[u8],
+    mut done: impl FnMut(&[u8]) -> bool,
+) -> (usize, Vec<u8>) {
     client.write_all(request).expect("write");
     let before = allocations();
-    let mut got = 0;
-    let mut buf = vec![0u8; want.max(1)];
+    let mut got = Vec::new();
+    // Reads as large as the largest echo: the client keeps up, as a healthy
+    // one does (a slow reader makes the server queue, and the pool may then
+    // grow a buffer or its list before it settles).
+    let mut buf = vec![0u8; 64 * 1024];
     let deadline = Instant::now() + Duration::from_secs(10);
-    while got < want {
+    while !done(&got) {
         assert!(Instant::now() < deadline, "echo did not come back");
         COUNTING.with(|c| c.set(true));
         server
             .poll_once(Some(Duration::from_millis(5)))
             .expect("poll");
         COUNTING.with(|c| c.set(false));
-        match client.read(&mut buf[got..]) {
+        match client.read(&mut buf) {
             Ok(0) => panic!("server closed"),
-            Ok(n) => got += n,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => panic!("read: {e}"),
         }
     }
-    allocations() - before
+    (allocations() - before, got)
 }
 
 fn connect(server: &mut Server<Echo>) -> TcpStream {
@@ -236,32 +251,13 @@ mod deflate {
         client: &mut TcpStream,
         request: &[u8],
     ) -> (usize, Vec<u8>) {
-        client.write_all(request).expect("write");
-        let before = allocations();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Decoded::Complete(h, n)) = decode_header(&got) {
-                if got.len() as u64 >= n as u64 + h.len {
-                    assert_eq!(got.len() as u64, n as u64 + h.len, "one frame back");
-                    break;
-                }
+        step_until(server, client, request, |got| match decode_header(got) {
+            Ok(Decoded::Complete(h, n)) if got.len() as u64 >= n as u64 + h.len => {
+                assert_eq!(got.len() as u64, n as u64 + h.len, "one frame back");
+                true
             }
-            assert!(Instant::now() < deadline, "echo did not come back");
-            COUNTING.with(|c| c.set(true));
-            server
-                .poll_once(Some(Duration::from_millis(5)))
-                .expect("poll");
-            COUNTING.with(|c| c.set(false));
-            match client.read(&mut buf) {
-                Ok(0) => panic!("server closed"),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        (allocations() - before, got)
+            _ => false,
+        })
     }
 
     /// Runs 50 compressed echoes to warm up, then `measured` more, on a

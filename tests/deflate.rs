@@ -18,6 +18,10 @@ use wsloop::deflate::{
 use wsloop::handshake::{parse_request, ExtensionOffer, Parsed, Request};
 use wsloop::Config;
 
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
+
 // ------------------------------------------------------- counting allocator
 
 struct Counting;
@@ -78,26 +82,6 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 // ------------------------------------------------------------------ helpers
-
-/// A small deterministic generator (xorshift64*), for repeatable data and cuts.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// Chat-like text: compressible, but not trivially.
 fn text(rng: &mut Rng, n: usize) -> Vec<u8> {

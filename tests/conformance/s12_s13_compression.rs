@@ -40,6 +40,7 @@ use flate2::{Compress, Compression, FlushCompress};
 
 use crate::client::pmd::{Agreement, PmdClient};
 use crate::client::{fragments, Chop, Client, Frame, ReceivedMessage, BINARY, TEXT};
+use crate::rng::Rng;
 use crate::{metric, EchoServer};
 
 /// Autobahn's default offer (its `PerMessageDeflateOffer()`): the client
@@ -132,26 +133,6 @@ const PARAMS_13: [(&str, &str); 7] = [
 ];
 
 // ------------------------------------------------------------------ data
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
-        words[self.below(words.len())]
-    }
-}
 
 /// One of the data sets messages are cut from.
 pub struct Corpus {
