@@ -116,8 +116,9 @@ fn page_works_in_headless_chromium() {
     // every connection: each `opened` log line names the agreement. (The
     // page showed it too, and the 64 KiB and 100 KB echoes came back whole.)
     assert!(
-        server.wait_log_count("/echo opened as #", 1) >= 1,
-        "no /echo connection in the log:\n{}",
+        server.wait_log_count("/echo opened as #", 1) >= 1
+            && server.wait_log_count(" opened as #", 4) >= 4,
+        "no /echo connection, or fewer than 4 connections, in the log:\n{}",
         server.logs().join("\n")
     );
     let opened: Vec<String> = server
