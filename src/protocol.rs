@@ -798,16 +798,19 @@ impl Connection {
             return Err(SendError::Closing);
         }
         let payload = msg.as_bytes();
-        if let Some(session) = self.deflate.as_deref_mut() {
-            let mut body = pool::take(payload.len().min(pool::MAX_CAPACITY) / 2);
-            if session.compress(payload, &mut body) {
-                self.write_frame_rsv(msg.opcode(), RSV1, &body);
+        match self.deflate.as_deref_mut() {
+            // Below the threshold no buffer is taken at all.
+            Some(session) if session.compresses(payload.len()) => {
+                let mut body = pool::take(payload.len().min(pool::MAX_CAPACITY) / 2);
+                if session.compress(payload, &mut body) {
+                    self.write_frame_rsv(msg.opcode(), RSV1, &body);
+                } else {
+                    self.write_frame(msg.opcode(), payload); // deflate did not shrink it
+                }
                 pool::give(body);
-                return Ok(());
             }
-            pool::give(body);
+            _ => self.write_frame(msg.opcode(), payload),
         }
-        self.write_frame(msg.opcode(), payload);
         Ok(())
     }
 
@@ -826,7 +829,7 @@ impl Connection {
                 return None;
             }
         }
-        Some(whole_frame_header(msg.opcode(), msg.as_bytes().len(), None))
+        Some(frame_header(msg.opcode(), 0, msg.as_bytes().len(), None))
     }
 
     /// Queues a frame encoded once by [`encode_shared`] and shared with other
@@ -987,7 +990,14 @@ impl Connection {
     /// frame included, was written. RFC 6455 §7.1.1: the server closes the
     /// TCP connection first.
     pub fn is_finished(&self) -> bool {
-        self.close_sent && (self.close_received || self.failed) && self.out.is_empty()
+        self.sends_nothing_more() && self.out.is_empty()
+    }
+
+    /// Whether what is queued is all the connection will ever send: the
+    /// close handshake is complete, or the connection failed after its close
+    /// frame. The TCP connection is shut once it is written.
+    pub fn sends_nothing_more(&self) -> bool {
+        self.close_sent && (self.close_received || self.failed)
     }
 }
 
@@ -1082,23 +1092,15 @@ fn encode_compressed(msg: Message<'_>, _: CompressorKey) -> Arc<[u8]> {
 /// on any number of server connections with [`Connection::send_shared`].
 pub fn encode_shared(msg: Message<'_>) -> Arc<[u8]> {
     let payload = msg.as_bytes();
-    let (head, n) = whole_frame_header(msg.opcode(), payload.len(), None);
+    let (head, n) = frame_header(msg.opcode(), 0, payload.len(), None);
     let mut frame = Vec::with_capacity(n + payload.len());
     frame.extend_from_slice(&head[..n]);
     frame.extend_from_slice(payload);
     Arc::from(frame)
 }
 
-/// The header of an unfragmented frame (FIN set, no RSV bits) and its length.
-fn whole_frame_header(
-    op: OpCode,
-    len: usize,
-    mask: Option<[u8; 4]>,
-) -> ([u8; MAX_HEADER_LEN], usize) {
-    frame_header(op, 0, len, mask)
-}
-
-/// The header of an unfragmented frame with `rsv` bits, and its length.
+/// The header of an unfragmented frame (FIN set) with `rsv` bits, and its
+/// length.
 fn frame_header(
     op: OpCode,
     rsv: u8,

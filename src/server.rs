@@ -136,9 +136,8 @@ fn write_through(stream: &mut TcpStream, conn: &mut Connection, head: &[u8], pay
 
 /// Writes the last bytes a connection will ever send, with `MSG_MORE` on
 /// Linux: the segment waits for the FIN of the `close` or `shutdown` that
-/// follows and
-/// both leave in one packet instead of two (on loopback, the sender pays
-/// for the receiver's processing of each). Data that does not all fit is
+/// follows, and both leave in one packet instead of two (on loopback, the
+/// sender pays for the receiver's processing of each). Data that does not all fit is
 /// pushed as usual: `MSG_MORE` only holds back this call's last segment.
 #[cfg(target_os = "linux")]
 fn write_last(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
@@ -1088,7 +1087,7 @@ impl<H: Handler> Server<H> {
         // closed or shut for writing as soon as it is written (see the end).
         let last = client.peer_eof
             || match &client.phase {
-                Phase::Open(c) => c.close_sent() && (c.close_received() || c.has_failed()),
+                Phase::Open(c) => c.sends_nothing_more(),
                 Phase::Reject(_) => true,
                 Phase::Handshake { .. } => false,
             };

@@ -118,7 +118,8 @@ impl Deflater {
         self.no_context_takeover = no_context_takeover;
     }
 
-    fn reset(&mut self) {
+    /// Forgets the window (a no-op on a clean compressor).
+    pub(crate) fn reset(&mut self) {
         if self.dirty {
             self.compress.reset();
             self.dirty = false;
