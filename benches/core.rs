@@ -5,11 +5,11 @@
 //! taskset -c 1 cargo bench --bench core
 //! ```
 //!
-//! * `unmask`: [`wsloop::mask::apply_mask`] in place, the byte-wise
-//!   reference [`wsloop::mask::apply_mask_plain`], and `copy_from_slice` of a
+//! * `unmask`: [`wsloop::proto::mask::apply_mask`] in place, the byte-wise
+//!   reference [`wsloop::proto::mask::apply_mask_plain`], and `copy_from_slice` of a
 //!   buffer of the same size (the goal: unmasking within 2x of the copy).
 //! * `decode_text_64k`: one masked 64 KiB text frame through
-//!   [`wsloop::protocol::Connection::read`] (header, unmask, UTF-8
+//!   [`wsloop::proto::Connection::read`] (header, unmask, UTF-8
 //!   validation), beside `std::str::from_utf8` of the same text. Both the
 //!   decode arm and the `copy+from_utf8` arm first copy a pristine 64 KiB
 //!   buffer into the work buffer (the decoder unmasks in place, so it needs a
@@ -20,9 +20,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wsloop::frame::{FrameHeader, OpCode, Role, MAX_HEADER_LEN};
-use wsloop::mask::{apply_mask, apply_mask_plain};
-use wsloop::protocol::{Connection, Event};
+use wsloop::proto::frame::{FrameHeader, OpCode, Role, MAX_HEADER_LEN};
+use wsloop::proto::mask::{apply_mask, apply_mask_plain};
+use wsloop::proto::{Connection, Event};
 use wsloop::Config;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

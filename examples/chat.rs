@@ -4,7 +4,7 @@
 //! cargo run --release --example chat -- 127.0.0.1:9002
 //! ```
 
-use wsloop::handshake::Request;
+use wsloop::Request;
 use wsloop::{Config, ConnId, Ctx, Decision, Handler, Message, Server};
 
 /// Each client's name, kept as per-connection data.

@@ -38,10 +38,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use wsloop::frame::{FrameHeader, MAX_HEADER_LEN};
-use wsloop::handshake::accept_key;
-use wsloop::mask::apply_mask;
-use wsloop::{Config, Connection, Event, Message, Role};
+use wsloop::proto::frame::{FrameHeader, MAX_HEADER_LEN};
+use wsloop::proto::handshake::accept_key;
+use wsloop::proto::mask::apply_mask;
+use wsloop::proto::{Connection, Event, Role};
+use wsloop::{Config, Message};
 
 const USAGE: &str = "\
 soak: N WebSocket clients against a wsloop server's /echo and /chat for T seconds,

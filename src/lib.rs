@@ -1,30 +1,48 @@
 //! wsloop: an RFC 6455 WebSocket server built around one single-threaded
 //! mio readiness loop.
 //!
-//! Data flows one way, and each layer is a module with one job:
+//! An application implements [`Handler`] and hands it to a [`Server`]:
 //!
-//! ```text
-//! socket --bytes--> handshake | frame decoder --frames--> message assembler --events--> Handler
-//! Handler --commands--> message encoder --bytes--> send queue --> socket
+//! ```no_run
+//! use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     type Data = ();
+//!     fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
+//!         ctx.send(id, msg);
+//!     }
+//! }
+//! let addr = "127.0.0.1:9001".parse().unwrap();
+//! Server::bind(addr, Config::default(), Echo)?.run()?;
+//! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! | module | job | I/O |
-//! | --- | --- | --- |
-//! | [`handshake`] | HTTP/1.1 upgrade request parse, validation, `Sec-WebSocket-Accept`, responses | no |
-//! | [`frame`] | frame headers, opcodes, close codes | no |
-//! | [`mask`] | payload (un)masking, word-at-a-time | no |
-//! | [`utf8`] | incremental, fail-fast UTF-8 validation | no |
-//! | [`protocol`] | one connection's state machine: bytes in, events and bytes out | no |
-//! | [`send_queue`] | outgoing bytes, coalesced and shared | no |
-//! | [`pool`] | spare buffers reused across connections, one pool per thread | no |
-//! | `deflate` | permessage-deflate (RFC 7692): negotiation, compressor, bounded decompressor (feature `deflate`) | no |
+//! | what | for |
+//! | --- | --- |
+//! | [`Server`] | the loop: [`run`](Server::run) it, step it with [`poll_once`](Server::poll_once), or [`embed`](Server::embed) it in a host's mio loop |
+//! | [`Handler`] | the application: [`on_open`](Handler::on_open) answers with a [`Decision`], [`on_message`](Handler::on_message) gets a borrowed [`Message`], [`on_close`](Handler::on_close), [`on_timer`](Handler::on_timer), [`on_http`](Handler::on_http) (an [`HttpResponse`] for a plain GET) |
+//! | [`Ctx`] | what a handler may do: send ([`SendStatus`]), broadcast, close, timers ([`TimerId`]), per-client data |
+//! | [`ConnId`] | a client, for its whole life (a kept id never reaches the slot's next client) |
+//! | [`Request`] | the upgrade request: path, query, headers, offered subprotocols |
+//! | [`Config`] | every limit and timeout, with a justified default each |
+//! | [`ShutdownHandle`] | stops a running server from any thread or a signal handler |
+//! | [`proto`] | the sans-I/O layers, for people who bring their own I/O: [`proto::Session`] (one client's whole life), [`proto::Connection`] (the frame layer), handshake, frames, permessage-deflate |
+//! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! socket ──bytes──► server (the only I/O) ──bytes──► proto::Session: handshake | Connection ──events──► Handler
+//! Handler ──Ctx──► Session: encoder ──Session::transmit──► server ──bytes──► socket
+//! ```
 //!
 //! The sans-I/O layers can be driven by hand, byte for byte:
 //!
 //! ```
-//! use wsloop::handshake::{parse_request, accept_response, Parsed};
-//! use wsloop::protocol::{Connection, Event, Message};
-//! use wsloop::{frame::Role, Config};
+//! use wsloop::proto::handshake::{parse_request, accept_response, Parsed};
+//! use wsloop::proto::{Connection, Event, Message, Role};
+//! use wsloop::Config;
 //!
 //! let config = Config::default();
 //! let mut bytes = b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
@@ -43,7 +61,9 @@
 //! let Some(Event::Message(msg)) = event else { unreachable!("a whole frame") };
 //! assert_eq!(msg.message(), Message::Text("Hello"));
 //! conn.send(msg.message()).unwrap(); // echo it
-//! assert_eq!(conn.outgoing().front(), b"\x81\x05Hello");
+//! let mut out = Vec::new();
+//! conn.transmit(&mut out).unwrap();
+//! assert_eq!(out, b"\x81\x05Hello");
 //! ```
 
 #![warn(missing_docs)]
@@ -53,23 +73,21 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod clock;
+#[doc(hidden)]
+pub mod buf;
 pub mod config;
-#[cfg(feature = "deflate")]
-pub mod deflate;
-pub mod frame;
-pub mod handler;
-pub mod handshake;
-pub mod mask;
-pub mod pool;
-pub mod protocol;
-pub mod send_queue;
-pub mod server;
-mod timers;
-pub mod utf8;
+mod handler;
+mod id;
+pub mod proto;
+mod server;
 
+#[cfg(feature = "deflate")]
+pub use config::DeflateConfig;
 pub use config::{Config, ConfigError};
-pub use frame::{close_code, OpCode, Role};
-pub use handler::{ConnId, Ctx, Decision, Handler, Response, SendStatus, TimerId};
-pub use protocol::{Connection, Event, Message};
-pub use server::{Server, ShutdownHandle};
+pub use handler::{Decision, Handler};
+pub use id::{ConnId, SendStatus, TimerId};
+pub use proto::frame::close_code;
+pub use proto::handshake::{HttpResponse, Request};
+pub use proto::message::Message;
+pub use server::clock;
+pub use server::{Ctx, Server, ShutdownHandle};

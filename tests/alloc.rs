@@ -189,8 +189,8 @@ fn echo_path_allocates_nothing_per_message_once_warm() {
 #[cfg(feature = "deflate")]
 mod deflate {
     use super::*;
-    use wsloop::deflate::{Deflater, Inflater};
-    use wsloop::frame::{decode_header, Decoded};
+    use wsloop::proto::deflate::{Deflater, Inflater};
+    use wsloop::proto::frame::{decode_header, Decoded};
 
     /// Distinct chat-like messages of about 1 KiB, cycled so that the
     /// compressed sizes (both ways) vary from echo to echo, and last a

@@ -268,11 +268,23 @@ fn plain_http_gets_the_page_404_405_and_426() {
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(status(&post), 405, "{post}");
-    assert!(post.contains("Allow: GET\r\n"));
+    assert!(post.contains("Allow: GET, HEAD\r\n"));
     for path in ["/echo", "/push", "/chat"] {
         let answer = get(server.addr, path);
         assert_eq!(status(&answer), 426, "{path}: {answer}");
         assert!(answer.contains("Upgrade: websocket\r\n"), "{path}");
+    }
+    // HEAD is answered wherever GET is: the GET's status and headers
+    // (Content-Length included), no body.
+    for path in ["/", "/nope", "/echo"] {
+        let get = get(server.addr, path);
+        let head = raw(
+            server.addr,
+            &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        );
+        let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+        assert!(!get_body.is_empty(), "{path}: the GET has a body");
+        assert_eq!(head, format!("{get_head}\r\n\r\n"), "{path}");
     }
     // A WebSocket upgrade to an unknown path: 404 too.
     let answer = upgrade(server.addr, "/nope", "");

@@ -12,10 +12,10 @@ use std::cell::Cell;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use wsloop::deflate::{
+use wsloop::proto::deflate::{
     negotiate, Agreed, DeflateConfig, Deflater, InflateError, Inflater, INFLATE_STEP, TRAILER,
 };
-use wsloop::handshake::{parse_request, ExtensionOffer, Parsed, Request};
+use wsloop::proto::handshake::{parse_request, ExtensionOffer, Parsed, Request};
 use wsloop::Config;
 
 #[path = "support/rng.rs"]

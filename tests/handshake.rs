@@ -1,6 +1,6 @@
-//! Exact-byte tests of `wsloop::handshake` (RFC 6455 §4.2), no sockets.
+//! Exact-byte tests of `wsloop::proto::handshake` (RFC 6455 §4.2), no sockets.
 
-use wsloop::handshake::{
+use wsloop::proto::handshake::{
     accept_key, accept_response, error_response, head_complete, parse_request, ExtensionOffer,
     HandshakeError, Parsed, Request, MAX_HEADERS,
 };
@@ -290,19 +290,36 @@ fn the_base_request_is_valid() {
 }
 
 #[test]
+fn head_is_plain_http_even_with_upgrade_headers() {
+    // RFC 9110 §9.3.2: HEAD is answered as GET would be, without a body;
+    // only a GET upgrades, so a HEAD is plain HTTP.
+    let e = error(&build("HEAD /chat HTTP/1.1", &base()));
+    assert_eq!(e, HandshakeError::NotWebSocket);
+    let response = e.response_for(true);
+    let text = std::str::from_utf8(&response).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\n"), "no body: {text}");
+    let get = e.response();
+    assert_eq!(&get[..response.len()], &response[..], "the GET's head");
+}
+
+#[test]
 fn non_get_is_405_with_allow() {
-    for method in ["POST", "PUT", "HEAD", "OPTIONS", "get"] {
+    for method in ["POST", "PUT", "OPTIONS", "get"] {
         let e = error(&build(&format!("{method} /chat HTTP/1.1"), &base()));
         assert_eq!(e, HandshakeError::MethodNotAllowed(method.into()));
         let response = check_response(&e, 405, "Method Not Allowed");
-        assert!(header_lines(&response).contains(&"Allow: GET"));
+        assert!(header_lines(&response).contains(&"Allow: GET, HEAD"));
     }
     // The whole response, byte for byte.
     let e = error(&build("POST /chat HTTP/1.1", &base()));
     assert_eq!(
         e.response(),
         b"HTTP/1.1 405 Method Not Allowed\r\n\
-          Allow: GET\r\n\
+          Allow: GET, HEAD\r\n\
           Content-Type: text/plain; charset=utf-8\r\n\
           Content-Length: 33\r\n\
           Connection: close\r\n\
@@ -823,7 +840,7 @@ fn absolute_form_targets() {
 
 #[test]
 fn parse_head_parses_plain_http_and_validate_refuses_it() {
-    use wsloop::handshake::parse_head;
+    use wsloop::proto::handshake::parse_head;
     let config = Config::default();
     // A plain HTTP GET: a complete head, refused as NotWebSocket.
     let raw = b"GET /index.html?x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\nextra";

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use support::*;
-use wsloop::handshake::Request;
+use wsloop::Request;
 use wsloop::{Config, ConnId, Ctx, Decision, Handler, Message};
 use wsloop_bin::Wsloop;
 

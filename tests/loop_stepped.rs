@@ -430,7 +430,7 @@ fn handshake_errors_get_their_status_and_the_connection_closes() {
 
     let r = refused_with(&mut server, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("Allow"), Some("GET"));
+    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
 
     let r = refused_with(&mut server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 426);

@@ -6,10 +6,11 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
-use wsloop::frame::{decode_header, Decoded, FrameHeader, MAX_HEADER_LEN};
-use wsloop::protocol::{Connection, Event, ProtocolError};
-use wsloop::utf8::Utf8Validator;
-use wsloop::{Config, Role};
+use wsloop::proto::frame::{decode_header, Decoded, FrameHeader, MAX_HEADER_LEN};
+use wsloop::proto::utf8::Utf8Validator;
+use wsloop::proto::Role;
+use wsloop::proto::{Connection, Event, ProtocolError};
+use wsloop::Config;
 
 #[path = "support/sansio.rs"]
 mod sansio;

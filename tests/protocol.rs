@@ -1,11 +1,12 @@
-//! Exact byte vectors for `wsloop::protocol::Connection` (RFC 6455 §5-§8),
+//! Exact byte vectors for `wsloop::proto::Connection` (RFC 6455 §5-§8),
 //! driven by hand without sockets. Role::Server unless a test says otherwise.
 
 use std::sync::Arc;
 
-use wsloop::frame::{close_code, FrameError};
-use wsloop::protocol::{encode_shared, Connection, Event, Message, ProtocolError, SendError};
-use wsloop::{Config, Role};
+use wsloop::proto::frame::{close_code, FrameError};
+use wsloop::proto::Role;
+use wsloop::proto::{encode_shared, Connection, Event, Message, ProtocolError, SendError};
+use wsloop::Config;
 
 #[path = "support/sansio.rs"]
 mod sansio;
@@ -1316,11 +1317,12 @@ mod puff;
 #[cfg(feature = "deflate")]
 mod deflate {
     use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-    use wsloop::deflate::{negotiate, Agreed, DeflateConfig};
-    use wsloop::frame::{close_code, FrameError};
-    use wsloop::handshake::ExtensionOffer;
-    use wsloop::protocol::{Broadcast, Connection, Message, ProtocolError};
-    use wsloop::{Config, Role};
+    use wsloop::proto::deflate::{negotiate, Agreed, DeflateConfig};
+    use wsloop::proto::frame::{close_code, FrameError};
+    use wsloop::proto::handshake::ExtensionOffer;
+    use wsloop::proto::Role;
+    use wsloop::proto::{Broadcast, Connection, Message, ProtocolError};
+    use wsloop::Config;
 
     use super::sansio::{raw_frame, Ev};
     use super::{

@@ -34,9 +34,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use wsloop::deflate::Deflater;
-use wsloop::frame::FrameHeader;
-use wsloop::{Config, Connection, Message, OpCode, Role};
+use wsloop::proto::deflate::Deflater;
+use wsloop::proto::frame::FrameHeader;
+use wsloop::proto::{Connection, OpCode, Role};
+use wsloop::{Config, Message};
 
 use args::{Mode, Opts, Payload, USAGE};
 use hist::Hist;
@@ -920,9 +921,9 @@ fn compressed_frame(payload: &[u8], binary: bool, seed: &mut u64) -> Vec<u8> {
         mask: Some(mask),
         len: body.len() as u64,
     };
-    let mut head = [0u8; wsloop::frame::MAX_HEADER_LEN];
+    let mut head = [0u8; wsloop::proto::frame::MAX_HEADER_LEN];
     let n = header.encode(&mut head);
-    wsloop::mask::apply_mask(&mut body, mask, 0);
+    wsloop::proto::mask::apply_mask(&mut body, mask, 0);
     let mut frame = head[..n].to_vec();
     frame.extend_from_slice(&body);
     frame

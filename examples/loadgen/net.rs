@@ -22,10 +22,11 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use wsloop::deflate::Inflater;
-use wsloop::frame::{decode_header, Decoded};
-use wsloop::handshake::accept_key;
-use wsloop::{Config, Connection, Event, OpCode, Role};
+use wsloop::proto::deflate::Inflater;
+use wsloop::proto::frame::{decode_header, Decoded};
+use wsloop::proto::handshake::accept_key;
+use wsloop::proto::{Connection, Event, OpCode, Role};
+use wsloop::Config;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;

@@ -22,7 +22,7 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use wsloop::handshake::{self, HandshakeError, Parsed};
+use wsloop::proto::handshake::{self, HandshakeError, Parsed};
 use wsloop::Config;
 
 const ORIGIN: &str = "https://example.com";

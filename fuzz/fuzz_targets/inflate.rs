@@ -1,4 +1,4 @@
-//! permessage-deflate's decompressor (`wsloop::deflate::Inflater`) fed
+//! permessage-deflate's decompressor (`wsloop::proto::deflate::Inflater`) fed
 //! arbitrary bytes as one or more messages, each in pieces, with a small
 //! output limit.
 //!
@@ -26,7 +26,7 @@
 
 use flate2::{Decompress, FlushDecompress, Status};
 use libfuzzer_sys::fuzz_target;
-use wsloop::deflate::{InflateError, Inflater, TRAILER};
+use wsloop::proto::deflate::{InflateError, Inflater, TRAILER};
 
 const LIMITS: [usize; 4] = [0, 64, 1000, 40_000];
 

@@ -33,10 +33,11 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use wsloop::deflate::{negotiate, DeflateConfig};
-use wsloop::handshake::ExtensionOffer;
-use wsloop::protocol::{Connection, Event, Message};
-use wsloop::{close_code, Config, Role};
+use wsloop::proto::deflate::{negotiate, DeflateConfig};
+use wsloop::proto::handshake::ExtensionOffer;
+use wsloop::proto::{Connection, Event, Message};
+use wsloop::{close_code, Config};
+use wsloop::proto::{Role};
 
 /// Bytes the server may send beyond what it read: one close frame with a
 /// reason, and headers.

@@ -35,8 +35,8 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use wsloop::deflate::{negotiate, Agreed};
-use wsloop::handshake::{parse_request, Parsed};
+use wsloop::proto::deflate::{negotiate, Agreed};
+use wsloop::proto::handshake::{parse_request, Parsed};
 use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
 
 struct Echo;

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use wsloop::handshake::accept_key;
+use wsloop::proto::handshake::accept_key;
 
 pub const CONT: u8 = 0x0;
 pub const TEXT: u8 = 0x1;

@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use wsloop::handshake::Request;
+use wsloop::proto::handshake::Request;
 use wsloop::{Config, ConnId, Ctx, Decision, Handler, Message};
 
 use crate::support::process::run_with_deadline;

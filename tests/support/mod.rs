@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wsloop::handshake::{accept_key, Request};
-use wsloop::{Config, ConnId, Ctx, Decision, Handler, Message, Response, Server, ShutdownHandle};
+use wsloop::proto::handshake::{accept_key, Request};
+use wsloop::{Config, ConnId, Ctx, Decision, Handler, Message, Server, ShutdownHandle};
 
 /// How long any wait in these tests may take before it is a failure.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -194,8 +194,8 @@ impl Handler for Rec {
         }
     }
 
-    fn on_http(&mut self, req: &Request) -> Option<Response> {
-        (req.path() == "/http").then(|| Response::text(200, "hello"))
+    fn on_http(&mut self, req: &Request) -> Option<wsloop::HttpResponse> {
+        (req.path() == "/http").then(|| wsloop::HttpResponse::text(200, "hello"))
     }
 }
 

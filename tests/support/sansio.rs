@@ -1,9 +1,9 @@
 //! Helpers of the sans-I/O tests (`props.rs`, `protocol.rs`), included by
 //! each with `#[path = "support/sansio.rs"] mod sansio;`: frames written out
-//! by hand (independently of `wsloop::frame`) and events copied out of the
+//! by hand (independently of `wsloop::proto::frame`) and events copied out of the
 //! input they borrow.
 
-use wsloop::protocol::{Event, Message};
+use wsloop::proto::{Event, Message};
 
 /// The header of a frame with `b0` as its first byte, announcing `len`
 /// payload bytes in the minimal length form, with `mask` if given.

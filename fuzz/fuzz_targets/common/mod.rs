@@ -8,9 +8,10 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
-use wsloop::frame::{decode_header, Decoded};
-use wsloop::protocol::{Connection, Event, Message};
-use wsloop::{close_code, Config, Role};
+use wsloop::proto::frame::{decode_header, Decoded};
+use wsloop::proto::{Connection, Event, Message};
+use wsloop::{close_code, Config};
+use wsloop::proto::{Role};
 
 /// An HTTP request head as read by [`read_head`].
 #[derive(Debug)]
@@ -371,7 +372,7 @@ pub fn expected_echo(bytes: &[u8], config: &Config) -> ServerOutput {
 pub fn expected_echo_deflate(
     bytes: &[u8],
     config: &Config,
-    agreed: Option<wsloop::deflate::Agreed>,
+    agreed: Option<wsloop::proto::deflate::Agreed>,
 ) -> ServerOutput {
     let mut conn = Connection::new(Role::Server, config);
     if let Some(agreed) = agreed {

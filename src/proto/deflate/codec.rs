@@ -4,7 +4,7 @@
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use thiserror::Error;
 
-use crate::frame::close_code;
+use crate::proto::frame::close_code;
 
 /// The empty stored block a sync flush ends with: `00 00 ff ff`. The sender
 /// removes it from every message (§7.2.1), the receiver appends it back

@@ -55,7 +55,7 @@ pub const MAX_HEADERS: usize = 64;
 ///
 /// ```
 /// assert_eq!(
-///     wsloop::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+///     wsloop::proto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
 ///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 /// );
 /// ```
@@ -132,8 +132,14 @@ impl HandshakeError {
     /// (`Allow`, `Upgrade`, `Sec-WebSocket-Version`), `Connection: close`, and
     /// the error as a one-line body.
     pub fn response(&self) -> Vec<u8> {
+        self.response_for(false)
+    }
+
+    /// [`HandshakeError::response`], without its body when `head_only` (the
+    /// answer to a `HEAD` request: the status and headers a `GET` gets).
+    pub fn response_for(&self, head_only: bool) -> Vec<u8> {
         let extra: &[(&str, &str)] = match self {
-            HandshakeError::MethodNotAllowed(_) => &[("Allow", "GET")],
+            HandshakeError::MethodNotAllowed(_) => &[("Allow", "GET, HEAD")],
             // RFC 7231 §6.5.15: a 426 names the protocol to upgrade to;
             // RFC 6455 §4.2.2: and the versions the server speaks.
             HandshakeError::NotWebSocket | HandshakeError::UnsupportedVersion(_) => {
@@ -141,16 +147,20 @@ impl HandshakeError {
             }
             _ => &[],
         };
-        error_response(self.status(), extra, &self.to_string())
+        let mut body = self.to_string().replace(['\r', '\n'], " ");
+        body.push('\n');
+        http_answer(self.status(), extra, TEXT_PLAIN, body.as_bytes(), head_only)
     }
 }
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
 /// An HTTP response with `Connection: close` and `message` as a one-line
 /// plain-text body, for refusals (also 404 and 503 from the server layer).
 pub fn error_response(status: u16, extra: &[(&str, &str)], message: &str) -> Vec<u8> {
     let mut body = message.replace(['\r', '\n'], " ");
     body.push('\n');
-    http_response(status, extra, "text/plain; charset=utf-8", body.as_bytes())
+    http_response(status, extra, TEXT_PLAIN, body.as_bytes())
 }
 
 /// A complete HTTP/1.1 response that closes the connection.
@@ -159,6 +169,18 @@ pub fn http_response(
     extra: &[(&str, &str)],
     content_type: &str,
     body: &[u8],
+) -> Vec<u8> {
+    http_answer(status, extra, content_type, body, false)
+}
+
+/// [`http_response`], without the body when `head_only` (`Content-Length`
+/// still gives the body's length, RFC 9110 §9.3.2).
+fn http_answer(
+    status: u16,
+    extra: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status, reason_phrase(status)).as_bytes());
@@ -172,8 +194,63 @@ pub fn http_response(
         )
         .as_bytes(),
     );
-    out.extend_from_slice(body);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
     out
+}
+
+/// A plain HTTP response, for requests that are not WebSocket upgrades
+/// (see [`Handler::on_http`](crate::Handler::on_http)). The connection
+/// closes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` header.
+    pub content_type: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with a body of the given type.
+    pub fn new(
+        status: u16,
+        content_type: impl Into<String>,
+        body: impl Into<Vec<u8>>,
+    ) -> HttpResponse {
+        HttpResponse {
+            status,
+            content_type: content_type.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A one-line plain-text response.
+    pub fn text(status: u16, message: &str) -> HttpResponse {
+        HttpResponse::new(status, TEXT_PLAIN, format!("{message}\n"))
+    }
+
+    /// The response's bytes; without the body when `head_only` (the answer
+    /// to a `HEAD` request).
+    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let extra: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        http_answer(
+            self.status,
+            &extra,
+            &self.content_type,
+            &self.body,
+            head_only,
+        )
+    }
 }
 
 /// The reason phrase for the statuses wsloop sends.
@@ -198,7 +275,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// chosen subprotocol (RFC 6455 §4.2.2 item 5) and extension answer.
 ///
 /// ```
-/// use wsloop::handshake::{parse_request, accept_response, Parsed};
+/// use wsloop::proto::handshake::{parse_request, accept_response, Parsed};
 /// let raw = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
 ///             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 ///             Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -348,7 +425,9 @@ impl Request {
     /// request.
     pub fn validate(&self, config: &Config) -> Result<(), HandshakeError> {
         let method = self.method();
-        if method != "GET" {
+        // HEAD is answered wherever GET is (RFC 9110 §9.3.2), as plain HTTP:
+        // only a GET upgrades.
+        if method != "GET" && method != "HEAD" {
             return Err(HandshakeError::MethodNotAllowed(method.to_owned()));
         }
         if self.version < 1 {
@@ -360,7 +439,7 @@ impl Request {
             1 => {}
             _ => return Err(HandshakeError::DuplicateHost),
         }
-        if !self.has_token("upgrade", "websocket") {
+        if method == "HEAD" || !self.has_token("upgrade", "websocket") {
             return Err(HandshakeError::NotWebSocket);
         }
         if !self.has_token("connection", "upgrade") {

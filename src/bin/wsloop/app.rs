@@ -21,11 +21,11 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, log_enabled, Level};
-use wsloop::handshake::Request;
-use wsloop::{close_code, ConnId, Ctx, Decision, Handler, Message, Response, TimerId};
+use wsloop::Request;
+use wsloop::{close_code, ConnId, Ctx, Decision, Handler, HttpResponse, Message, TimerId};
 
 /// The HTML client page, compiled in.
-pub const PAGE: &str = include_str!("../assets/index.html");
+pub const PAGE: &str = include_str!("../../../assets/index.html");
 
 /// Longest chat name kept (characters).
 const MAX_NAME: usize = 32;
@@ -478,17 +478,20 @@ impl Handler for App {
         }
     }
 
-    fn on_http(&mut self, req: &Request) -> Option<Response> {
+    fn on_http(&mut self, req: &Request) -> Option<HttpResponse> {
         match Route::from_path(req.path()) {
             Some(Route::Demo) => {
-                let mut page = Response::new(200, "text/html; charset=utf-8", PAGE);
+                let mut page = HttpResponse::new(200, "text/html; charset=utf-8", PAGE);
                 page.headers
                     .push(("Cache-Control".into(), "no-cache".into()));
                 Some(page)
             }
             // WebSocket only: the library answers 426.
             Some(_) => None,
-            None => Some(Response::text(404, &format!("no page at {}", req.path()))),
+            None => Some(HttpResponse::text(
+                404,
+                &format!("no page at {}", req.path()),
+            )),
         }
     }
 }

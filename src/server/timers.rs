@@ -15,9 +15,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// An instant as nanoseconds since the loop's epoch: 8 bytes where an
-/// `Instant` takes 16, in every heap entry and twice in every client.
-pub(crate) type Stamp = u64;
+pub(crate) use crate::proto::time::Stamp;
 
 /// What a heap entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

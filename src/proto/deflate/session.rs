@@ -105,8 +105,8 @@ fn shrink(d: &mut Deflater, payload: &[u8], out: &mut Vec<u8>) -> bool {
 /// The server's side of one connection's permessage-deflate agreement.
 ///
 /// ```
-/// use wsloop::deflate::{negotiate, DeflateConfig, Session};
-/// use wsloop::handshake::ExtensionOffer;
+/// use wsloop::proto::deflate::{negotiate, DeflateConfig, Session};
+/// use wsloop::proto::handshake::ExtensionOffer;
 ///
 /// let offer = ExtensionOffer { name: "permessage-deflate", params: vec![] };
 /// let agreed = negotiate(&[offer], &DeflateConfig::default()).unwrap();

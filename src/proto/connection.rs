@@ -28,104 +28,22 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::buf::pool;
+use crate::buf::send_queue::SendQueue;
 use crate::config::Config;
-use crate::frame::{
-    close_code, decode_header, Decoded, FrameError, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD,
-    MAX_HEADER_LEN,
+use crate::proto::frame::{
+    close_code, decode_header, unfragmented_header, Decoded, FrameError, FrameHeader, OpCode, Role,
+    MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1,
 };
-use crate::mask::apply_mask;
-use crate::pool;
-use crate::send_queue::SendQueue;
-use crate::utf8::{assume_valid, truncate, Utf8Validator};
+use crate::proto::mask::apply_mask;
+use crate::proto::message::{Broadcast, Data, Incoming, Message};
+use crate::proto::transmit::Transmit;
+use crate::proto::utf8::{assume_valid, truncate, Utf8Validator};
 
 #[cfg(feature = "deflate")]
-use crate::deflate::{Agreed, InflateError, Session};
+use crate::proto::deflate::{Agreed, InflateError, Session};
 #[cfg(not(feature = "deflate"))]
 use no_deflate::Session;
-
-/// RSV1, the bit permessage-deflate gives meaning to (RFC 7692 §6), in
-/// [`FrameHeader::rsv`]'s encoding.
-const RSV1: u8 = 0b100;
-
-/// A message, borrowed: what handlers receive and what they send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A UTF-8 text message.
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
-
-impl Message<'_> {
-    /// The payload bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(s) => s.as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-
-    fn opcode(&self) -> OpCode {
-        match self {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        }
-    }
-}
-
-/// A received data message: borrowed from the input when it arrived as one
-/// whole frame, else the assembled buffer, handed over without a copy.
-#[derive(Debug)]
-pub struct Incoming<'a> {
-    text: bool,
-    data: Data<'a>,
-}
-
-#[derive(Debug)]
-enum Data<'a> {
-    Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Incoming<'_> {
-    /// The message as [`Message::Text`] or [`Message::Binary`].
-    pub fn message(&self) -> Message<'_> {
-        let bytes = self.bytes();
-        if self.text {
-            // Text events are only built after the payload was validated.
-            Message::Text(assume_valid(bytes))
-        } else {
-            Message::Binary(bytes)
-        }
-    }
-
-    /// The payload bytes.
-    pub fn bytes(&self) -> &[u8] {
-        match &self.data {
-            Data::Borrowed(b) => b,
-            Data::Owned(v) => v,
-        }
-    }
-
-    /// Whether this is a text message.
-    pub fn is_text(&self) -> bool {
-        self.text
-    }
-
-    /// Whether the payload is a slice of the caller's input (no copy made).
-    pub fn is_borrowed(&self) -> bool {
-        matches!(self.data, Data::Borrowed(_))
-    }
-
-    /// The assembled buffer, if there is one, so that it can be given back
-    /// with [`Connection::recycle`].
-    pub fn into_buffer(self) -> Option<Vec<u8>> {
-        match self.data {
-            Data::Borrowed(_) => None,
-            Data::Owned(v) => Some(v),
-        }
-    }
-}
 
 /// The payload of a control frame (at most 125 bytes): borrowed from the
 /// input when the frame arrived whole, else the pieces gathered across
@@ -341,8 +259,8 @@ struct InMessage {
 /// One WebSocket connection after the handshake, as a state machine.
 ///
 /// ```
-/// use wsloop::protocol::{Connection, Event, Message};
-/// use wsloop::{Config, frame::Role};
+/// use wsloop::proto::{Connection, Event, Message};
+/// use wsloop::{Config, proto::frame::Role};
 ///
 /// let mut conn = Connection::new(Role::Server, &Config::default());
 /// // A masked "Hello" from RFC 6455 §5.7.
@@ -354,7 +272,9 @@ struct InMessage {
 ///     other => panic!("{other:?}"),
 /// }
 /// conn.send(Message::Text("Hi")).unwrap();
-/// assert_eq!(conn.outgoing().front(), b"\x81\x02Hi");
+/// let mut out = Vec::new();
+/// conn.transmit(&mut out).unwrap();
+/// assert_eq!(out, b"\x81\x02Hi");
 /// ```
 #[derive(Debug)]
 pub struct Connection {
@@ -413,10 +333,10 @@ impl Connection {
     /// and false returned.
     ///
     /// ```
-    /// use wsloop::deflate::{negotiate, DeflateConfig};
-    /// use wsloop::handshake::ExtensionOffer;
-    /// use wsloop::protocol::{Connection, Event, Message};
-    /// use wsloop::{frame::Role, Config};
+    /// use wsloop::proto::deflate::{negotiate, DeflateConfig};
+    /// use wsloop::proto::handshake::ExtensionOffer;
+    /// use wsloop::proto::{Connection, Event, Message};
+    /// use wsloop::{proto::frame::Role, Config};
     ///
     /// let offer = ExtensionOffer { name: "permessage-deflate", params: vec![] };
     /// let agreed = negotiate(&[offer], &DeflateConfig::default()).unwrap();
@@ -829,7 +749,12 @@ impl Connection {
                 return None;
             }
         }
-        Some(frame_header(msg.opcode(), 0, msg.as_bytes().len(), None))
+        Some(unfragmented_header(
+            msg.opcode(),
+            0,
+            msg.as_bytes().len(),
+            None,
+        ))
     }
 
     /// Queues a frame encoded once by [`encode_shared`] and shared with other
@@ -914,7 +839,7 @@ impl Connection {
             Role::Server => None,
             Role::Client => Some(self.next_mask()),
         };
-        let (head, n) = frame_header(op, rsv, payload.len(), mask);
+        let (head, n) = unfragmented_header(op, rsv, payload.len(), mask);
         let buf = self.out.tail(n + payload.len());
         buf.extend_from_slice(&head[..n]);
         let start = buf.len();
@@ -941,9 +866,18 @@ impl Connection {
         })
     }
 
-    /// The bytes waiting to be written to the socket. Write from
-    /// [`SendQueue::io_slices`] and drop what was written with
-    /// [`SendQueue::consume`].
+    /// Writes what is queued (frames, pongs, the close) to `out` until it
+    /// is empty or `out` would block: the one way a connection's bytes
+    /// leave. `Ok(true)`: nothing is left queued. Shut the TCP connection
+    /// once [`Connection::is_finished`] says so.
+    pub fn transmit(&mut self, out: &mut (impl Transmit + ?Sized)) -> std::io::Result<bool> {
+        let last = self.sends_nothing_more();
+        crate::proto::transmit::drain(&mut self.out, out, last)
+    }
+
+    /// The send queue itself, for the session's write-through and for
+    /// tests; [`Connection::transmit`] is the way out.
+    #[doc(hidden)]
     pub fn outgoing(&mut self) -> &mut SendQueue {
         &mut self.out
     }
@@ -954,7 +888,7 @@ impl Connection {
     }
 
     /// Gives back a buffer from [`Incoming::into_buffer`] to this thread's
-    /// buffer pool (see [`crate::pool`]), for the next message that needs one.
+    /// buffer pool (see [`crate::buf::pool`]), for the next message that needs one.
     pub fn recycle(&mut self, buf: Vec<u8>) {
         pool::give(buf);
     }
@@ -999,124 +933,6 @@ impl Connection {
     pub fn sends_nothing_more(&self) -> bool {
         self.close_sent && (self.close_received || self.failed)
     }
-}
-
-/// One message on its way to many server connections
-/// ([`Connection::send_broadcast`]): each form of its frame (plain; or
-/// compressed, per window and level) is encoded once, when a recipient
-/// first needs it, and its bytes are shared by every queue it goes to.
-///
-/// ```
-/// use wsloop::protocol::{Broadcast, Connection, Message};
-/// use wsloop::{frame::Role, Config};
-///
-/// let mut b = Broadcast::new(Message::Text("to all"));
-/// let mut conns: Vec<Connection> =
-///     (0..3).map(|_| Connection::new(Role::Server, &Config::default())).collect();
-/// for c in &mut conns {
-///     c.send_broadcast(&mut b).unwrap();
-///     assert_eq!(c.outgoing().front(), b"\x81\x06to all");
-/// }
-/// ```
-#[derive(Debug)]
-pub struct Broadcast<'m> {
-    msg: Message<'m>,
-    plain: Option<Arc<[u8]>>,
-    /// Compressed frames by (window bits, level), for connections whose
-    /// server keeps no context.
-    compressed: Vec<(CompressorKey, Arc<[u8]>)>,
-}
-
-/// A compressor's (window bits, level): compressed without context, a body
-/// fits every connection that agreed to the same pair.
-type CompressorKey = (u8, u32);
-
-impl<'m> Broadcast<'m> {
-    /// A broadcast of `msg`; nothing is encoded yet.
-    pub fn new(msg: Message<'m>) -> Self {
-        Broadcast {
-            msg,
-            plain: None,
-            compressed: Vec::new(),
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> Message<'m> {
-        self.msg
-    }
-
-    fn plain(&mut self) -> &Arc<[u8]> {
-        let msg = self.msg;
-        self.plain.get_or_insert_with(|| encode_shared(msg))
-    }
-
-    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
-    fn compressed(&mut self, key: CompressorKey) -> &Arc<[u8]> {
-        let i = match self.compressed.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                self.compressed
-                    .push((key, encode_compressed(self.msg, key)));
-                self.compressed.len() - 1
-            }
-        };
-        &self.compressed[i].1
-    }
-}
-
-/// `msg` compressed without context by a compressor of `key` (window bits,
-/// level), as an unmasked RSV1 frame.
-#[cfg(feature = "deflate")]
-fn encode_compressed(msg: Message<'_>, (window_bits, level): CompressorKey) -> Arc<[u8]> {
-    let payload = msg.as_bytes();
-    let mut body = pool::take(payload.len().min(pool::MAX_CAPACITY) / 2);
-    if !crate::deflate::compress_shared(payload, window_bits, level, &mut body) {
-        pool::give(body);
-        return encode_shared(msg); // deflate does not shrink it: sent as is
-    }
-    let (head, n) = frame_header(msg.opcode(), RSV1, body.len(), None);
-    let mut frame = Vec::with_capacity(n + body.len());
-    frame.extend_from_slice(&head[..n]);
-    frame.extend_from_slice(&body);
-    pool::give(body);
-    Arc::from(frame)
-}
-
-#[cfg(not(feature = "deflate"))]
-fn encode_compressed(msg: Message<'_>, _: CompressorKey) -> Arc<[u8]> {
-    encode_shared(msg)
-}
-
-/// Encodes `msg` once as an unmasked server frame whose bytes can be queued
-/// on any number of server connections with [`Connection::send_shared`].
-pub fn encode_shared(msg: Message<'_>) -> Arc<[u8]> {
-    let payload = msg.as_bytes();
-    let (head, n) = frame_header(msg.opcode(), 0, payload.len(), None);
-    let mut frame = Vec::with_capacity(n + payload.len());
-    frame.extend_from_slice(&head[..n]);
-    frame.extend_from_slice(payload);
-    Arc::from(frame)
-}
-
-/// The header of an unfragmented frame (FIN set) with `rsv` bits, and its
-/// length.
-fn frame_header(
-    op: OpCode,
-    rsv: u8,
-    len: usize,
-    mask: Option<[u8; 4]>,
-) -> ([u8; MAX_HEADER_LEN], usize) {
-    let header = FrameHeader {
-        fin: true,
-        rsv,
-        opcode: op.as_u8(),
-        mask,
-        len: len as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
-    (head, n)
 }
 
 /// §5.5.1 and §7.4: a close payload is empty, or a valid code plus UTF-8.

@@ -137,7 +137,7 @@ struct DeflateArgs {}
 
 #[cfg(feature = "deflate")]
 impl DeflateArgs {
-    fn apply(&self, deflate: &mut wsloop::deflate::DeflateConfig) {
+    fn apply(&self, deflate: &mut wsloop::proto::deflate::DeflateConfig) {
         deflate.enabled = !self.no_deflate;
         deflate.server_max_window_bits = self.deflate_window_bits;
         deflate.server_no_context_takeover = self.deflate_no_context_takeover;

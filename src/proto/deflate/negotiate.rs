@@ -4,16 +4,12 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::{DeflateConfig, Deflater, Inflater};
-use crate::handshake::ExtensionOffer;
+use crate::proto::handshake::ExtensionOffer;
 
 /// The extension's token in `Sec-WebSocket-Extensions`.
 pub const EXTENSION_NAME: &str = "permessage-deflate";
 
-/// The smallest window the server compresses with. zlib (and so zlib-rs)
-/// cannot produce raw deflate with an 8-bit window: asked for 8 it uses 9,
-/// and a peer that announced an 8-bit decompressor could then be sent a
-/// distance it cannot resolve.
-pub const MIN_SERVER_WINDOW_BITS: u8 = 9;
+pub use crate::config::MIN_SERVER_WINDOW_BITS;
 
 /// What [`negotiate`] agreed: the parameters in force on the connection and
 /// the `Sec-WebSocket-Extensions` value that tells the client so.

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
 
-use crate::pool;
+use crate::buf::pool;
 
 /// Owned chunks stop growing past this size so one huge message does not
 /// make every later small frame re-allocate a huge buffer.
@@ -205,7 +205,7 @@ impl SendQueue {
 
 thread_local! {
     /// Empty chunk deques for queues that become busy: like the byte
-    /// buffers in [`crate::pool`], so that a queue going from empty to busy
+    /// buffers in [`crate::buf::pool`], so that a queue going from empty to busy
     /// and back allocates nothing.
     static DEQUES: RefCell<Vec<VecDeque<Chunk>>> = const { RefCell::new(Vec::new()) };
 }

@@ -197,7 +197,7 @@ impl FrameHeader {
 /// Decodes a frame header from the start of `buf`.
 ///
 /// ```
-/// use wsloop::frame::{decode_header, Decoded};
+/// use wsloop::proto::frame::{decode_header, Decoded};
 /// // A masked "Hello" from RFC 6455 §5.7, header only.
 /// let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d];
 /// match decode_header(&bytes).unwrap() {
@@ -286,6 +286,30 @@ pub mod close_code {
     pub fn is_valid(code: u16) -> bool {
         matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
+}
+
+/// RSV1, the bit permessage-deflate gives meaning to (RFC 7692 §6), in
+/// [`FrameHeader::rsv`]'s encoding.
+pub(crate) const RSV1: u8 = 0b100;
+
+/// The header of an unfragmented frame (FIN set) with `rsv` bits, and its
+/// length.
+pub(crate) fn unfragmented_header(
+    op: OpCode,
+    rsv: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> ([u8; MAX_HEADER_LEN], usize) {
+    let header = FrameHeader {
+        fin: true,
+        rsv,
+        opcode: op.as_u8(),
+        mask,
+        len: len as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    (head, n)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 /// ```
 /// let mut data = *b"Hello";
 /// let mask = [0x37, 0xfa, 0x21, 0x3d];
-/// let next = wsloop::mask::apply_mask(&mut data, mask, 0);
+/// let next = wsloop::proto::mask::apply_mask(&mut data, mask, 0);
 /// assert_eq!(data, [0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7
 /// assert_eq!(next, 1);
 /// ```

@@ -1,0 +1,76 @@
+//! The small types every layer names: [`ConnId`], [`TimerId`] and
+//! [`SendStatus`].
+
+/// Identifies one client for its whole life. It carries the slab slot and
+/// a generation, so an id kept after its client left never reaches the
+/// client that later gets the same slot: `send` and `close` refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    key: u32,
+    gen: u32,
+}
+
+impl ConnId {
+    /// The id of the client in slab slot `key` with generation `gen`: the
+    /// one place ids are made.
+    pub(crate) fn new(key: usize, gen: u32) -> ConnId {
+        ConnId {
+            key: key as u32,
+            gen,
+        }
+    }
+
+    /// The slab slot.
+    pub(crate) fn key(self) -> usize {
+        self.key as usize
+    }
+
+    /// Whether this id names the client of generation `gen` (the one now
+    /// in its slot): the one place the generation is checked.
+    pub(crate) fn is(self, gen: u32) -> bool {
+        self.gen == gen
+    }
+
+    /// The id as one number (for timer tags, maps, logs).
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.gen) << 32) | u64::from(self.key)
+    }
+
+    /// The id back from [`ConnId::to_u64`].
+    pub fn from_u64(v: u64) -> ConnId {
+        ConnId {
+            key: v as u32,
+            gen: (v >> 32) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}.{}", self.key, self.gen)
+    }
+}
+
+/// Identifies a handler timer, for [`Ctx::cancel_timer`](crate::Ctx::cancel_timer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId {
+    pub(crate) key: u32,
+    pub(crate) gen: u32,
+}
+
+/// What became of a message given to [`Ctx::send`](crate::Ctx::send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued with the socket keeping up: it is written when this loop
+    /// iteration ends, together with the client's other sends.
+    Sent,
+    /// Queued behind bytes the socket has not taken yet: the client is
+    /// reading slower than the server writes.
+    /// [`Ctx::buffered_amount`](crate::Ctx::buffered_amount) says how far
+    /// behind it is; past `max_send_queue` it is closed with 1008.
+    Queued,
+    /// Not sent: the client is gone, closing, or was just closed with 1008
+    /// because this message would have taken its queue past
+    /// `max_send_queue`.
+    Refused,
+}

@@ -1,0 +1,725 @@
+//! One client's whole life, from its first byte to its close, without I/O:
+//! the HTTP request, the upgrade, the open connection, and every deadline.
+//!
+//! ```text
+//!                 ┌─ head incomplete: kept (max_header_bytes) ─┐
+//!  accept ─► Handshake ◄────────────────────────────────────────┘
+//!                 │ head complete
+//!                 ├─ invalid ─────────────► Reject (4xx/5xx answer queued) ─► shut write, drain
+//!                 ├─ plain HTTP ─► Action::Http ─► respond() ─► Reject
+//!                 └─ upgrade ─► Open (deflate negotiated) ─► Action::Upgrade
+//!                                   │ accept(): 101 first        │ reject()
+//!                                   ▼                            ▼
+//!                 Open: frames ─► Action::Message ... close ─► Closing ─► done
+//!
+//!  deadlines: handshake ─ idle (ping) ─ idle again (close 1001) ─ close ─ drain after the peer's FIN
+//! ```
+//!
+//! How a loop drives it (the [`Server`](crate::Server) does exactly this):
+//!
+//! | when | call |
+//! | --- | --- |
+//! | a connection is accepted | [`Session::new`] (or [`Session::refuse_busy`] past the client limit) |
+//! | bytes arrived | [`Session::read`] until every byte is consumed; act on each [`Action`] |
+//! | the peer shut its sending side | [`Session::read_eof`] |
+//! | the application sends | [`Session::send`], [`Session::send_broadcast`], [`Session::close`] |
+//! | after any of these, and when the socket is writable | [`Session::transmit`], the one way bytes leave |
+//! | to bound the poll timeout | [`Session::poll_timeout`] |
+//! | that instant has come | [`Session::handle_timeout`] |
+//! | [`Session::is_done`] | drop it and close the socket |
+//!
+//! Time comes in as `now`; the session never reads a clock, so a test can
+//! drive every deadline with made-up instants, byte for byte.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use wsloop::proto::session::{Action, Session};
+//! use wsloop::Config;
+//!
+//! let config = Config::default();
+//! let t0 = Instant::now();
+//! let mut session = Session::new(t0, &config);
+//! let mut input = b"GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+//!     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!     Sec-WebSocket-Version: 13\r\n\r\n".to_vec();
+//! let len = input.len();
+//! let (used, action) = session.read(t0, &config, &mut input);
+//! assert_eq!(used, len);
+//! let Some(Action::Upgrade(request)) = action else { unreachable!("a valid upgrade") };
+//! session.accept(t0, &config, &request, None);
+//! let mut out = Vec::new();
+//! session.transmit(&mut out).unwrap();
+//! assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+//!
+//! // Silent for the idle timeout: a ping; silent again: close 1001.
+//! let idle = config.idle_timeout.unwrap();
+//! assert_eq!(session.poll_timeout(), Some(t0 + idle));
+//! session.handle_timeout(t0 + idle, &config);
+//! out.clear();
+//! session.transmit(&mut out).unwrap();
+//! assert_eq!(out, b"\x89\x00");
+//! ```
+
+use std::io;
+use std::time::Instant;
+
+use crate::buf::SendQueue;
+use crate::config::Config;
+use crate::id::SendStatus;
+use crate::proto::connection::{Connection, Event};
+use crate::proto::frame::{close_code, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::proto::handshake::{self, HandshakeError, HttpResponse, Parsed, Request};
+use crate::proto::message::{Broadcast, Incoming, Message};
+use crate::proto::time::{self, Stamp, NEVER};
+use crate::proto::transmit::{self, Transmit};
+use crate::proto::utf8::truncate;
+use crate::proto::ProtocolError;
+
+/// Messages from this size on are written straight from the sender's
+/// buffer (header and payload in one vectored write) when nothing is
+/// queued, instead of being copied into the send queue first.
+const WRITE_THROUGH: usize = 16 * 1024;
+
+/// Where a client is in its life.
+// Nearly every session is `Open`: boxing the connection would add an
+// allocation and an indirection per client without saving memory.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum State {
+    /// Waiting for the request head; `buf` holds an incomplete head only.
+    Handshake { buf: Vec<u8> },
+    /// Upgraded (or being decided by the application); closing once a
+    /// close frame was sent.
+    Open(Connection),
+    /// Writing a final HTTP answer (an error or a plain page), then closing.
+    Reject(SendQueue),
+}
+
+/// What [`Session::read`] needs the application to know or decide.
+#[derive(Debug)]
+pub enum Action<'a> {
+    /// A valid upgrade request. The connection is open (and its extensions
+    /// negotiated), but nothing is sent until the application answers with
+    /// [`Session::accept`] or [`Session::reject`]; sends made before the
+    /// answer follow the `101`.
+    Upgrade(Request),
+    /// A plain HTTP request (`GET` or `HEAD` without `Upgrade: websocket`):
+    /// answer with [`Session::respond`].
+    Http(Request),
+    /// A complete data message. Give its buffer back with
+    /// [`Session::recycle`] once handled.
+    Message(Incoming<'a>),
+    /// The request was refused with the error's HTTP status (queued); for
+    /// the log.
+    Refused(HandshakeError),
+    /// The peer broke RFC 6455: a close frame with the error's code is
+    /// queued; for the log.
+    Failed(ProtocolError),
+    /// The peer pings faster than it reads pongs: its queue passed
+    /// `max_send_queue`, so it is being closed with 1008; for the log.
+    PongFlood,
+}
+
+/// What a deadline did ([`Session::handle_timeout`]), for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// No complete request within `handshake_timeout`: done.
+    Handshake,
+    /// Silent for `idle_timeout`: a ping is queued.
+    Ping,
+    /// Silent for `idle_timeout` after the ping: closing with 1001.
+    Idle,
+    /// The close handshake (or a final HTTP answer) did not finish within
+    /// `close_timeout`: done.
+    Close,
+    /// The peer shut its side and did not read its last bytes within
+    /// `close_timeout`: done.
+    Drain,
+}
+
+/// What the socket should do after [`Session::transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Everything was written; keep reading.
+    Idle,
+    /// Bytes remain: transmit again when the socket is writable.
+    Blocked,
+    /// Everything was written and nothing more will be: shut the socket's
+    /// sending side and keep reading (and dropping) until the peer closes,
+    /// so unread input cannot make the kernel reset the connection before
+    /// the peer has read the answer.
+    ShutWrite,
+    /// Everything was written and the session is over: close the socket.
+    Close,
+}
+
+/// One client from its first byte to its close. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    /// When the current wait ends (handshake, idle, ping answer, close,
+    /// drain), as a stamp; [`NEVER`] when nothing is awaited.
+    deadline: Stamp,
+    /// The peer's close code and reason (boxed: most clients never get here).
+    peer_close: Option<Box<(u16, Box<str>)>>,
+    ping_sent: bool,
+    /// The application accepted the upgrade: its close is owed.
+    accepted: bool,
+    /// The peer shut its sending side while bytes were still queued for
+    /// it: they are written (within the close timeout), then done.
+    peer_eof: bool,
+    /// The last transmit left bytes queued: the peer reads slower than the
+    /// server writes.
+    blocked: bool,
+    done: bool,
+}
+
+impl Session {
+    /// A session for a connection accepted at `now`: it waits for the
+    /// request head until `config.handshake_timeout`.
+    pub fn new(now: Instant, config: &Config) -> Session {
+        Session::with_state(
+            State::Handshake { buf: Vec::new() },
+            time::after(time::stamp(now), config.handshake_timeout),
+        )
+    }
+
+    /// A session for a connection over the client limit: it answers `503`
+    /// with `Retry-After`, then closes.
+    pub fn refuse_busy(now: Instant, config: &Config) -> Session {
+        let mut q = SendQueue::new();
+        q.push(&handshake::error_response(
+            503,
+            &[("Retry-After", "5")],
+            "server is at its connection limit",
+        ));
+        Session::with_state(
+            State::Reject(q),
+            time::after(time::stamp(now), config.close_timeout),
+        )
+    }
+
+    fn with_state(state: State, deadline: Stamp) -> Session {
+        Session {
+            state,
+            deadline,
+            peer_close: None,
+            ping_sent: false,
+            accepted: false,
+            peer_eof: false,
+            blocked: false,
+            done: false,
+        }
+    }
+
+    /// Feeds bytes that arrived at `now`. Returns how many were consumed
+    /// and at most one [`Action`]; call again with the rest until all are
+    /// consumed (each call consumes at least one byte or yields an action).
+    /// WebSocket payloads are unmasked in place, hence `&mut`. An
+    /// incomplete request head or frame is kept inside the session, so the
+    /// caller never keeps leftovers. Replies the protocol owes (pongs, the
+    /// close echo, error answers) are queued for [`Session::transmit`].
+    pub fn read<'a>(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        input: &'a mut [u8],
+    ) -> (usize, Option<Action<'a>>) {
+        if self.peer_eof || self.done {
+            return (input.len(), None);
+        }
+        let limit = config.max_header_bytes;
+        let buf = match &mut self.state {
+            State::Reject(_) => return (input.len(), None), // drained before the close
+            State::Open(_) => return self.read_open(now, config, input),
+            State::Handshake { buf } => buf,
+        };
+        if buf.is_empty() {
+            // The common case: the whole head in one read, parsed in place.
+            if handshake::head_complete(input, 0) {
+                return self.request(now, config, input, 0);
+            }
+            if input.len() < limit {
+                buf.extend_from_slice(input);
+                return (input.len(), None);
+            }
+        } else {
+            let from = buf.len();
+            buf.extend_from_slice(input);
+            if handshake::head_complete(buf, from) {
+                let mut head = std::mem::take(buf);
+                return self.request(now, config, &mut head, from);
+            }
+            if buf.len() < limit {
+                return (input.len(), None);
+            }
+        }
+        let action = self.refuse(now, config, HandshakeError::HeadersTooLarge(limit));
+        (input.len(), action)
+    }
+
+    /// A complete head is at the start of `head`, of which the first `kept`
+    /// bytes came from earlier reads. Returns how much of this read's input
+    /// the head took: what follows it belongs to the WebSocket connection
+    /// and is fed again by the caller.
+    fn request<'a>(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        head: &mut [u8],
+        kept: usize,
+    ) -> (usize, Option<Action<'a>>) {
+        let read = head.len() - kept;
+        let (request, len) = match handshake::parse_head(head, config) {
+            Ok(Parsed::Complete { request, len }) => (request, len),
+            Ok(Parsed::Partial) => {
+                // The blank line was inside something httparse still reads
+                // as incomplete; keep the bytes and wait.
+                self.state = State::Handshake { buf: head.to_vec() };
+                return (read, None);
+            }
+            Err(e) => return (read, self.refuse(now, config, e)),
+        };
+        let used = len - kept;
+        match request.validate(config) {
+            Ok(()) => {}
+            Err(HandshakeError::NotWebSocket) => return (used, Some(Action::Http(request))),
+            Err(e) => return (read, self.refuse(now, config, e)),
+        }
+        #[allow(unused_mut)] // mutated with the `deflate` feature only
+        let mut conn = Connection::new(Role::Server, config);
+        #[cfg(feature = "deflate")]
+        if config.deflate.enabled {
+            if let Some(agreed) =
+                crate::proto::deflate::negotiate(&request.extensions(), &config.deflate)
+            {
+                conn.set_deflate(agreed);
+            }
+        }
+        self.state = State::Open(conn);
+        (used, Some(Action::Upgrade(request)))
+    }
+
+    fn refuse<'a>(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        e: HandshakeError,
+    ) -> Option<Action<'a>> {
+        self.finish_with(now, config, e.response());
+        Some(Action::Refused(e))
+    }
+
+    fn read_open<'a>(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        input: &'a mut [u8],
+    ) -> (usize, Option<Action<'a>>) {
+        let State::Open(conn) = &mut self.state else {
+            unreachable!("read_open is only called on an open session")
+        };
+        let was_open = conn.is_open();
+        if was_open {
+            // Traffic: the idle wait starts again.
+            self.ping_sent = false;
+            self.deadline = idle_deadline(now, config);
+        }
+        let len = input.len();
+        let (used, action) = match conn.read(input) {
+            Ok((used, None)) => (used, None),
+            Ok((used, Some(Event::Message(m)))) => (used, Some(Action::Message(m))),
+            Ok((used, Some(Event::Ping(_)))) => {
+                // Pongs are owed, but a peer that pings without reading must
+                // not grow its queue without bound. Once closing, no pongs
+                // are queued.
+                if conn.is_open() && conn.buffered_amount() > config.max_send_queue {
+                    let _ = conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
+                    (used, Some(Action::PongFlood))
+                } else {
+                    (used, None)
+                }
+            }
+            Ok((used, Some(Event::Pong(_)))) => (used, None),
+            Ok((used, Some(Event::Close(frame)))) => {
+                self.peer_close = Some(Box::new((frame.code, frame.reason().into())));
+                (used, None)
+            }
+            Err(e) => (len, Some(Action::Failed(e))),
+        };
+        if was_open && !conn.is_open() {
+            // Our close frame (an echo, an error's, the pong-flood guard's)
+            // was just queued: the close timeout starts.
+            self.deadline = time::after(time::stamp(now), config.close_timeout);
+        }
+        (used, action)
+    }
+
+    /// Accepts the upgrade announced by [`Action::Upgrade`]: the `101`
+    /// answer goes out first, with `protocol` if the client offered it
+    /// (§4.2.2: one it did not offer is dropped, with a warning, rather than
+    /// failing a connection already accepted). The idle wait starts.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        request: &Request,
+        protocol: Option<&str>,
+    ) {
+        let State::Open(conn) = &mut self.state else {
+            return;
+        };
+        let protocol = protocol.filter(|p| {
+            let offered = request.protocols().any(|o| o == *p);
+            if !offered {
+                log::warn!("handler chose subprotocol {p:?}, which the client did not offer; accepting without one");
+            }
+            offered
+        });
+        let response = handshake::accept_response(request, protocol, conn.extensions());
+        conn.outgoing().push_front(response);
+        self.accepted = true;
+        self.deadline = idle_deadline(now, config);
+    }
+
+    /// Refuses the upgrade announced by [`Action::Upgrade`] with `status`
+    /// and a one-line `reason`; what was sent meanwhile is dropped.
+    pub fn reject(&mut self, now: Instant, config: &Config, status: u16, reason: &str) {
+        self.finish_with(now, config, handshake::error_response(status, &[], reason));
+    }
+
+    /// Answers the plain HTTP request announced by [`Action::Http`] with
+    /// `response`, or `426 Upgrade Required` when there is none. A `HEAD`
+    /// request gets the status and headers without the body.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        request: &Request,
+        response: Option<&HttpResponse>,
+    ) {
+        let head_only = request.method() == "HEAD";
+        let bytes = match response {
+            Some(r) => r.to_bytes(head_only),
+            None => HandshakeError::NotWebSocket.response_for(head_only),
+        };
+        self.finish_with(now, config, bytes);
+    }
+
+    /// The final HTTP answer `bytes` replaces whatever was queued.
+    fn finish_with(&mut self, now: Instant, config: &Config, bytes: Vec<u8>) {
+        let mut q = SendQueue::new();
+        q.push(&bytes);
+        self.state = State::Reject(q);
+        self.accepted = false;
+        self.deadline = time::after(time::stamp(now), config.close_timeout);
+    }
+
+    /// Gives back a message's buffer ([`Action::Message`]) to the thread's
+    /// buffer pool, for the next message that needs one.
+    pub fn recycle(&mut self, message: Incoming<'_>) {
+        if let (Some(buf), State::Open(conn)) = (message.into_buffer(), &mut self.state) {
+            conn.recycle(buf);
+        }
+    }
+
+    /// The peer shut its sending side at `now`. It may still read: what it
+    /// is owed (a reply, the close echo) is written within the close
+    /// timeout, then the session is done; with nothing owed it is done at
+    /// once.
+    pub fn read_eof(&mut self, now: Instant, config: &Config) {
+        if self.has_pending() {
+            self.peer_eof = true;
+            self.deadline = time::after(time::stamp(now), config.close_timeout);
+        } else {
+            self.done = true;
+        }
+    }
+
+    /// Queues `msg`; a large message with nothing queued before it is
+    /// written to `out` at once (header and payload in one vectored write,
+    /// the payload without a copy) and only what `out` does not take is
+    /// queued. Call [`Session::transmit`] before waiting for events.
+    ///
+    /// The send limit: a message that would take a non-empty queue past
+    /// `config.max_send_queue` is refused and the client, which is not
+    /// reading, is closed with 1008. A queue thus never holds more than the
+    /// limit or one message (plus the close frame), and every frame in it
+    /// stays whole.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        msg: Message<'_>,
+        out: &mut (impl Transmit + ?Sized),
+    ) -> SendStatus {
+        let size = msg.as_bytes().len();
+        let blocked = self.blocked;
+        self.queue(now, config, size + MAX_HEADER_LEN, |conn| {
+            if size >= WRITE_THROUGH && !blocked && conn.buffered_amount() == 0 {
+                if let Some((head, n)) = conn.header_for(&msg) {
+                    transmit::write_through(conn.outgoing(), out, &head[..n], msg.as_bytes());
+                    return true;
+                }
+            }
+            conn.send(msg).is_ok()
+        })
+    }
+
+    /// Queues a message that goes to many sessions: each form of its frame
+    /// is encoded once and its bytes shared (see [`Broadcast`]). The send
+    /// limit applies as for [`Session::send`].
+    pub fn send_broadcast(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        broadcast: &mut Broadcast<'_>,
+    ) -> SendStatus {
+        let size = broadcast.message().as_bytes().len() + MAX_HEADER_LEN;
+        self.queue(now, config, size, |conn| {
+            conn.send_broadcast(broadcast).is_ok()
+        })
+    }
+
+    fn queue(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        size: usize,
+        push: impl FnOnce(&mut Connection) -> bool,
+    ) -> SendStatus {
+        let State::Open(conn) = &mut self.state else {
+            return SendStatus::Refused;
+        };
+        if !conn.is_open() {
+            return SendStatus::Refused;
+        }
+        let queued = conn.buffered_amount();
+        // An empty queue takes any one message, so a maximal message always
+        // fits; memory stays bounded by the larger of the limit and it.
+        if queued > 0 && queued + size > config.max_send_queue {
+            let _ = conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
+            self.deadline = time::after(time::stamp(now), config.close_timeout);
+            return SendStatus::Refused;
+        }
+        if !push(conn) {
+            return SendStatus::Refused;
+        }
+        if conn.buffered_amount() > 0 && self.blocked {
+            SendStatus::Queued
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    /// Starts the closing handshake: a close frame with `code` and `reason`
+    /// (cut to 123 bytes at a character boundary). False if the session is
+    /// not open, already closing, or the code may not be sent (§7.4).
+    pub fn close(&mut self, now: Instant, config: &Config, code: u16, reason: &str) -> bool {
+        let State::Open(conn) = &mut self.state else {
+            return false;
+        };
+        let reason = truncate(reason, MAX_CONTROL_PAYLOAD - 2);
+        if conn.close(code, reason).is_err() {
+            return false;
+        }
+        self.deadline = time::after(time::stamp(now), config.close_timeout);
+        true
+    }
+
+    /// The server is shutting down: an open session closes with 1001, one
+    /// still reading its request is done at once, a final answer is left
+    /// to finish.
+    pub fn shutdown(&mut self, now: Instant, config: &Config) {
+        match &self.state {
+            State::Handshake { .. } => self.done = true,
+            State::Open(_) => {
+                self.close(now, config, close_code::GOING_AWAY, "server shutting down");
+            }
+            State::Reject(_) => {}
+        }
+    }
+
+    /// Writes what is queued to `out` until it is empty or `out` would
+    /// block: the one way bytes leave a session (the `101`, HTTP answers,
+    /// frames, shared broadcast bytes, the last bytes before the FIN). Call
+    /// it after anything that may have queued bytes ([`Session::read`],
+    /// sends, [`Session::handle_timeout`]) and when the socket becomes
+    /// writable again after [`Flow::Blocked`]. An error means the
+    /// connection is gone: drop the session.
+    pub fn transmit(&mut self, out: &mut (impl Transmit + ?Sized)) -> io::Result<Flow> {
+        // What is queued is all the session will ever send: the socket is
+        // closed or shut for writing as soon as it is written.
+        let last = self.peer_eof
+            || match &self.state {
+                State::Open(c) => c.sends_nothing_more(),
+                State::Reject(_) => true,
+                State::Handshake { .. } => false,
+            };
+        let queue = match &mut self.state {
+            State::Open(conn) => conn.outgoing(),
+            State::Reject(q) => q,
+            State::Handshake { .. } => return Ok(Flow::Idle),
+        };
+        let drained = transmit::drain(queue, out, last)?;
+        self.blocked = !drained;
+        if !drained {
+            return Ok(Flow::Blocked);
+        }
+        if self.peer_eof {
+            // The peer half-closed earlier and now has everything.
+            self.done = true;
+            return Ok(Flow::Close);
+        }
+        Ok(match &self.state {
+            // §7.1.1: after the closing handshake the server closes TCP first.
+            State::Open(conn) if conn.is_finished() && conn.close_received() => {
+                self.done = true;
+                Flow::Close
+            }
+            // Our close (after an error) or answer is out: half-close and
+            // drain until the peer closes.
+            State::Open(conn) if conn.is_finished() => Flow::ShutWrite,
+            State::Reject(_) => Flow::ShutWrite,
+            _ => Flow::Idle,
+        })
+    }
+
+    /// The instant at which [`Session::handle_timeout`] has work to do:
+    /// the end of the handshake, idle, close or drain wait. `None`: nothing
+    /// is awaited (an open session with no idle timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.deadline != NEVER && !self.done).then(|| time::instant(self.deadline))
+    }
+
+    /// [`Session::poll_timeout`] as a stamp, for the loop's timer heap.
+    pub(crate) fn deadline(&self) -> Stamp {
+        self.deadline
+    }
+
+    /// Acts on the deadline if it has passed at `now` (earlier calls do
+    /// nothing and return `None`): a handshake, close or drain that took too
+    /// long is done; an idle client is pinged, and closed with 1001 if it
+    /// stays silent for another idle period. Transmit afterwards.
+    pub fn handle_timeout(&mut self, now: Instant, config: &Config) -> Option<Expired> {
+        let now_stamp = time::stamp(now);
+        if self.done || self.deadline > now_stamp {
+            return None;
+        }
+        let expired = if self.peer_eof {
+            Expired::Drain
+        } else {
+            match &mut self.state {
+                State::Handshake { .. } => Expired::Handshake,
+                State::Reject(_) => Expired::Close,
+                State::Open(conn) if conn.close_sent() => Expired::Close,
+                State::Open(conn) => match config.idle_timeout {
+                    Some(idle) if !self.ping_sent => {
+                        let _ = conn.ping(b"");
+                        self.ping_sent = true;
+                        self.deadline = time::after(now_stamp, idle);
+                        return Some(Expired::Ping);
+                    }
+                    Some(_) => {
+                        let _ = conn.close(close_code::GOING_AWAY, "idle timeout");
+                        self.deadline = time::after(now_stamp, config.close_timeout);
+                        return Some(Expired::Idle);
+                    }
+                    None => {
+                        self.deadline = NEVER;
+                        return None;
+                    }
+                },
+            }
+        };
+        self.done = true;
+        Some(expired)
+    }
+
+    /// Whether the session is over: close the socket and drop it (with the
+    /// application told, if [`Session::is_accepted`]).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Whether the session still reads: false once the peer shut its
+    /// sending side (or the session is done).
+    pub fn wants_input(&self) -> bool {
+        !self.peer_eof && !self.done
+    }
+
+    /// Whether the application accepted the upgrade, so it is owed a close.
+    pub fn is_accepted(&self) -> bool {
+        self.accepted
+    }
+
+    /// Whether data messages can be sent: accepted and not closing.
+    pub fn is_open(&self) -> bool {
+        self.accepted && matches!(&self.state, State::Open(c) if c.is_open())
+    }
+
+    /// Whether [`Session::transmit`] has work: bytes are queued, or the
+    /// close handshake just completed and the socket is to be closed.
+    pub fn wants_transmit(&self) -> bool {
+        match &self.state {
+            State::Open(conn) => {
+                conn.buffered_amount() > 0 || (conn.sends_nothing_more() && conn.close_received())
+            }
+            State::Reject(q) => !q.is_empty(),
+            State::Handshake { .. } => false,
+        }
+    }
+
+    /// Whether bytes are queued for [`Session::transmit`].
+    pub fn has_pending(&self) -> bool {
+        match &self.state {
+            State::Open(conn) => conn.buffered_amount() > 0,
+            State::Reject(q) => !q.is_empty(),
+            State::Handshake { .. } => false,
+        }
+    }
+
+    /// Whether the session is writing a final HTTP answer (refused, plain
+    /// HTTP, over capacity) rather than serving a client.
+    pub fn is_answering(&self) -> bool {
+        matches!(self.state, State::Reject(_))
+    }
+
+    /// Bytes queued and not yet written, for an upgraded session.
+    pub fn buffered_amount(&self) -> Option<usize> {
+        match &self.state {
+            State::Open(conn) => Some(conn.buffered_amount()),
+            _ => None,
+        }
+    }
+
+    /// The `Sec-WebSocket-Extensions` answer in force (known from
+    /// [`Action::Upgrade`] on), or `None`.
+    pub fn extensions(&self) -> Option<&str> {
+        match &self.state {
+            State::Open(conn) => conn.extensions(),
+            _ => None,
+        }
+    }
+
+    /// The code and reason the application is told at the end: the peer's
+    /// close frame, else the code the server closed with, else 1006 (the
+    /// TCP connection ended without a close frame).
+    pub fn close_status(&self) -> (u16, &str) {
+        if let Some(close) = &self.peer_close {
+            return (close.0, &close.1);
+        }
+        match &self.state {
+            State::Open(conn) => (conn.close_code_sent().unwrap_or(close_code::ABNORMAL), ""),
+            _ => (close_code::ABNORMAL, ""),
+        }
+    }
+}
+
+/// The deadline of an open, silent client from `now`.
+fn idle_deadline(now: Instant, config: &Config) -> Stamp {
+    match config.idle_timeout {
+        Some(idle) => time::after(time::stamp(now), idle),
+        None => NEVER,
+    }
+}

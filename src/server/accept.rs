@@ -1,0 +1,88 @@
+//! The listener: accepting, admission (the client limit and its `503`),
+//! and pausing after accept errors such as `EMFILE` instead of spinning.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::timers::Due;
+use super::{Server, FIRST_CLIENT};
+use crate::handler::Handler;
+use crate::proto::session::Session;
+use crate::proto::time;
+
+/// How long accepting pauses after an accept error such as `EMFILE`.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Over-capacity and refused connections being answered at once; past
+/// this, new ones are dropped without an answer.
+const MAX_ANSWERING: usize = 1024;
+
+impl<H: Handler> Server<H> {
+    pub(super) fn accept(&mut self) {
+        while !self.accept_paused {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS...: the pending connection stays
+                    // in the backlog; retry later instead of spinning on it.
+                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    self.accept_paused = true;
+                    self.core
+                        .timers
+                        .push(time::after(self.core.stamp(), ACCEPT_PAUSE), Due::Accept);
+                }
+            }
+        }
+    }
+
+    /// Accepting resumes after a pause.
+    pub(super) fn resume_accept(&mut self) {
+        self.accept_paused = false;
+        self.accept();
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let over = self.core.client_count() >= self.core.config.max_clients;
+        if over && self.core.answering >= MAX_ANSWERING {
+            debug!("{peer}: dropped, over capacity");
+            return;
+        }
+        let key = self.core.clients.vacant_key();
+        if key >= self.tokens.len() - FIRST_CLIENT {
+            warn!("{peer}: dropped, no token left in the server's range");
+            return;
+        }
+        // Inherited from the listener on Linux (see `Server::build`).
+        #[cfg(not(target_os = "linux"))]
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = self.registry.register(
+            &mut stream,
+            Token(self.tokens.start + FIRST_CLIENT + key),
+            Interest::READABLE,
+        ) {
+            warn!("{peer}: register failed: {e}");
+            return;
+        }
+        let (now, config) = (self.core.now, &self.core.config);
+        let session = if over {
+            debug!("{peer}: refused with 503, at max_clients");
+            Session::refuse_busy(now, config)
+        } else {
+            Session::new(now, config)
+        };
+        self.core.insert(stream, session, H::Data::default());
+    }
+}

@@ -1,0 +1,313 @@
+//! The loop's slab of clients and everything a handler may do to them,
+//! as methods: [`Ctx`](super::Ctx) calls these and reaches no field.
+//!
+//! ```text
+//! Ctx ──send / broadcast / close / timers──► Core ──► Session (policy) ──► queue or write-through
+//!                                             └──► touch(key): dirty list, timer heap, answering count
+//! ```
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::warn;
+use mio::net::TcpStream;
+use slab::Slab;
+
+use super::io::{Peer, Socket};
+use super::timers::{Due, Stamp, Timers};
+use crate::config::Config;
+use crate::id::{ConnId, SendStatus, TimerId};
+use crate::proto::message::{Broadcast, Message};
+use crate::proto::session::Session;
+use crate::proto::time::{self, NEVER};
+
+/// One accepted TCP connection: its socket, its session, the handler's data
+/// and the loop's bookkeeping.
+pub(super) struct Client<D> {
+    pub(super) stream: TcpStream,
+    pub(super) gen: u32,
+    pub(super) session: Session,
+    pub(super) data: D,
+    /// Deadline of this client's entry in the timer heap ([`NEVER`]: none).
+    pub(super) armed: Stamp,
+    /// Registered for `WRITABLE` (bytes are waiting for the socket).
+    pub(super) writable: bool,
+    /// On the dirty list: flushed when the iteration ends.
+    pub(super) dirty: bool,
+    /// Counted in `Core::answering` (writing a final HTTP answer).
+    pub(super) answering: bool,
+}
+
+/// The server's state that handler callbacks act on through [`Ctx`](super::Ctx).
+pub(crate) struct Core<D> {
+    pub(super) clients: Slab<Client<D>>,
+    pub(super) timers: Timers,
+    user_timers: Slab<(u32, u64)>,
+    timer_gen: u32,
+    pub(super) now: Instant,
+    /// `now` as a [`Stamp`], kept with it.
+    now_stamp: Stamp,
+    pub(super) config: Config,
+    pub(super) dirty: Vec<usize>,
+    next_gen: u32,
+    /// Clients writing a final HTTP answer (refused, over capacity, plain
+    /// HTTP): not counted as clients.
+    pub(super) answering: usize,
+    /// The client whose `on_close` is running: its data and socket stay
+    /// reachable (the address can be asked) until it returns.
+    pub(super) departing: Option<(ConnId, TcpStream, D)>,
+}
+
+impl<D> Core<D> {
+    pub(super) fn new(config: Config, capacity: usize, now: Instant) -> Self {
+        Core {
+            // Reserved up front: untouched capacity costs address space,
+            // not memory, and the slab never doubles (and copies) under load.
+            clients: Slab::with_capacity(capacity),
+            timers: Timers::default(),
+            user_timers: Slab::new(),
+            timer_gen: 0,
+            now,
+            now_stamp: time::stamp(now),
+            config,
+            dirty: Vec::new(),
+            next_gen: 0,
+            answering: 0,
+            departing: None,
+        }
+    }
+
+    fn client(&self, id: ConnId) -> Option<&Client<D>> {
+        self.clients.get(id.key()).filter(|c| id.is(c.gen))
+    }
+
+    /// The id of the client in slot `key`.
+    pub(super) fn id(&self, key: usize) -> ConnId {
+        ConnId::new(key, self.clients[key].gen)
+    }
+
+    /// Stores a new client and returns its slot.
+    pub(super) fn insert(&mut self, stream: TcpStream, session: Session, data: D) -> usize {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let key = self.clients.insert(Client {
+            stream,
+            gen: self.next_gen,
+            session,
+            data,
+            armed: NEVER,
+            writable: false,
+            dirty: false,
+            answering: false,
+        });
+        self.touch(key);
+        key
+    }
+
+    /// Brings the loop's bookkeeping in line with the client's session
+    /// after anything that may have changed it: queued bytes put it on the
+    /// dirty list, an earlier deadline arms the timer heap, a final answer
+    /// takes it out of the client count. The one place these are kept.
+    pub(super) fn touch(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let answering = c.session.is_answering();
+        if answering != c.answering {
+            c.answering = answering;
+            if answering {
+                self.answering += 1;
+            } else {
+                self.answering -= 1;
+            }
+        }
+        if !c.dirty && c.session.wants_transmit() {
+            c.dirty = true;
+            self.dirty.push(key);
+        }
+        let due = c.session.deadline();
+        if due < c.armed {
+            c.armed = due;
+            self.timers.push(due, Due::Client(key as u32, c.gen));
+        }
+    }
+
+    /// `now` as a [`Stamp`].
+    pub(super) fn stamp(&self) -> Stamp {
+        self.now_stamp
+    }
+
+    /// Moves the loop's time (once per event or tick, not per message).
+    pub(super) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.now_stamp = time::stamp(now);
+    }
+
+    pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        let Core {
+            clients,
+            config,
+            now,
+            ..
+        } = self;
+        let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+            return SendStatus::Refused;
+        };
+        let was_open = c.session.is_open();
+        let status = c.session.send(*now, config, msg, &mut Socket(&c.stream));
+        self.sent(id, was_open, status)
+    }
+
+    pub(crate) fn broadcast(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        msg: Message<'_>,
+    ) -> usize {
+        let mut b = Broadcast::new(msg);
+        ids.into_iter()
+            .filter(|&id| {
+                let Core {
+                    clients,
+                    config,
+                    now,
+                    ..
+                } = &mut *self;
+                let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+                    return false;
+                };
+                let was_open = c.session.is_open();
+                let status = c.session.send_broadcast(*now, config, &mut b);
+                self.sent(id, was_open, status) != SendStatus::Refused
+            })
+            .count()
+    }
+
+    /// After a send to `id`: the send limit's close is logged, queued bytes
+    /// are scheduled.
+    fn sent(&mut self, id: ConnId, was_open: bool, status: SendStatus) -> SendStatus {
+        let key = id.key();
+        if status == SendStatus::Refused && was_open {
+            let c = &self.clients[key];
+            if !c.session.is_open() {
+                warn!(
+                    "{}: send queue would pass {} bytes, closing with 1008",
+                    Peer(&c.stream),
+                    self.config.max_send_queue
+                );
+            }
+        }
+        self.touch(key);
+        status
+    }
+
+    pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
+        let Core {
+            clients,
+            config,
+            now,
+            ..
+        } = self;
+        let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+            return false;
+        };
+        let closed = c.session.close(*now, config, code, reason);
+        self.touch(id.key());
+        closed
+    }
+
+    pub(crate) fn buffered_amount(&self, id: ConnId) -> Option<usize> {
+        self.client(id)?.session.buffered_amount()
+    }
+
+    pub(crate) fn is_open(&self, id: ConnId) -> bool {
+        self.client(id).is_some_and(|c| c.session.is_open())
+    }
+
+    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.session.is_open())
+            .map(|(key, c)| ConnId::new(key, c.gen))
+            .collect()
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.len() - self.answering
+    }
+
+    pub(crate) fn data(&mut self, id: ConnId) -> Option<&mut D> {
+        match self.clients.get_mut(id.key()) {
+            Some(c) if id.is(c.gen) => Some(&mut c.data),
+            _ => match &mut self.departing {
+                Some((departed, _, data)) if *departed == id => Some(data),
+                _ => None,
+            },
+        }
+    }
+
+    pub(crate) fn extensions(&self, id: ConnId) -> Option<&str> {
+        self.client(id)?.session.extensions()
+    }
+
+    pub(crate) fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        match (self.client(id), &self.departing) {
+            (Some(c), _) => c.stream.peer_addr().ok(),
+            (None, Some((departed, stream, _))) if *departed == id => stream.peer_addr().ok(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
+        let at = time::after(self.stamp(), after);
+        let entry = self.user_timers.vacant_entry();
+        let key = entry.key();
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+        let gen = self.timer_gen;
+        entry.insert((gen, tag));
+        self.timers.push(at, Due::User(key as u32, gen));
+        TimerId {
+            key: key as u32,
+            gen,
+        }
+    }
+
+    pub(crate) fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        let key = timer.key as usize;
+        match self.user_timers.get(key) {
+            Some((gen, _)) if *gen == timer.gen => {
+                self.user_timers.remove(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes the handler timer of a heap entry that came due, if it was not
+    /// cancelled: its id and tag.
+    pub(super) fn take_timer(&mut self, key: u32, gen: u32) -> Option<(TimerId, u64)> {
+        match self.user_timers.get(key as usize) {
+            Some((g, _)) if *g == gen => {
+                let (_, tag) = self.user_timers.remove(key as usize);
+                Some((TimerId { key, gen }, tag))
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops stale heap entries when they outnumber live ones.
+    pub(super) fn purge_timers(&mut self) {
+        let Core {
+            clients,
+            user_timers,
+            timers,
+            ..
+        } = self;
+        let live = user_timers.len() + clients.len() + 1;
+        timers.purge_if_bloated(live, |at, due| match due {
+            Due::Client(k, g) => clients
+                .get(k as usize)
+                .is_some_and(|c| c.gen == g && c.armed == at),
+            Due::User(k, g) => user_timers.get(k as usize).is_some_and(|(tg, _)| *tg == g),
+            Due::Accept => true,
+        });
+    }
+}

@@ -1,0 +1,106 @@
+//! [`Ctx`]: what a handler may do to the server during a callback. Each
+//! method is one call on the loop's core; sends made in one iteration are
+//! coalesced per client and written once when it ends.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::core::Core;
+use crate::id::{ConnId, SendStatus, TimerId};
+use crate::proto::message::Message;
+
+/// The handler's view of the server during a callback.
+pub struct Ctx<'a, D> {
+    core: &'a mut Core<D>,
+}
+
+impl<'a, D> Ctx<'a, D> {
+    pub(super) fn new(core: &'a mut Core<D>) -> Self {
+        Ctx { core }
+    }
+}
+
+impl<D> Ctx<'_, D> {
+    /// Queues `msg` for client `id`. A large message to a client with
+    /// nothing queued is written at once, without a copy.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        self.core.send(id, msg)
+    }
+
+    /// Sends `msg` to every id in `ids`: the frame is encoded once and its
+    /// bytes are shared by every recipient's queue (with permessage-deflate:
+    /// compressed once for the recipients that share parameters without
+    /// context takeover, see [`Broadcast`](crate::proto::Broadcast)).
+    /// Returns how many recipients took it.
+    pub fn broadcast(&mut self, ids: impl IntoIterator<Item = ConnId>, msg: Message<'_>) -> usize {
+        self.core.broadcast(ids, msg)
+    }
+
+    /// Sends `msg` to every open client (see [`Ctx::broadcast`]).
+    pub fn broadcast_all(&mut self, msg: Message<'_>) -> usize {
+        let ids = self.ids();
+        self.broadcast(ids, msg)
+    }
+
+    /// Starts the closing handshake with client `id`: a close frame with
+    /// `code` and `reason` (at most 123 bytes; longer is cut at a character
+    /// boundary). Returns false if the client is gone or already closing, or
+    /// the code may not be sent (RFC 6455 §7.4).
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
+        self.core.close(id, code, reason)
+    }
+
+    /// Bytes queued for `id` that the socket has not taken yet.
+    pub fn buffered_amount(&self, id: ConnId) -> Option<usize> {
+        self.core.buffered_amount(id)
+    }
+
+    /// Whether `id` is an open client (accepted and not closing).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.core.is_open(id)
+    }
+
+    /// The ids of every open client.
+    pub fn ids(&self) -> Vec<ConnId> {
+        self.core.open_ids()
+    }
+
+    /// How many clients are connected (handshaking, open or closing).
+    pub fn client_count(&self) -> usize {
+        self.core.client_count()
+    }
+
+    /// The handler's data for `id` (also during its `on_close`).
+    pub fn data(&mut self, id: ConnId) -> Option<&mut D> {
+        self.core.data(id)
+    }
+
+    /// The `Sec-WebSocket-Extensions` answer the client was accepted with
+    /// (for example `permessage-deflate; client_max_window_bits=15`), or
+    /// `None` when no extension is in force. Known from `on_open` on.
+    pub fn extensions(&self, id: ConnId) -> Option<&str> {
+        self.core.extensions(id)
+    }
+
+    /// The peer's address (also during its `on_close`); `None` once the
+    /// connection was reset, when the kernel no longer knows it.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.core.peer_addr(id)
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) with `tag`
+    /// once `after` has passed.
+    pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
+        self.core.set_timer(after, tag)
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.core.cancel_timer(timer)
+    }
+
+    /// The loop's current time (from its clock).
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+}

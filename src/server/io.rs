@@ -1,0 +1,182 @@
+//! Reads and writes: the only code that touches a client's socket. Bytes
+//! read go to the client's session through the loop's one scratch buffer;
+//! bytes leave through [`Session::transmit`](crate::proto::Session::transmit)
+//! into a [`Socket`]. (Plain TCP today; TLS plugs in here, between the
+//! socket and the session.)
+//!
+//! ```text
+//! readable ──► read into scratch (until drained, or READS_PER_TURN) ──► Server::on_bytes ──► Session::read
+//! dirty / writable ──► Session::transmit(Socket) ──► Flow: Idle | Blocked (WRITABLE) | ShutWrite | Close
+//! ```
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+
+use log::{debug, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::{Server, FIRST_CLIENT};
+use crate::handler::Handler;
+use crate::proto::session::Flow;
+use crate::proto::Transmit;
+
+/// Reads per client per readiness event before others get a turn; the
+/// client is revisited in the next iteration.
+const READS_PER_TURN: usize = 16;
+
+/// A client's address in log lines. The kernel is asked only when a line is
+/// written, so a client does not carry its 32-byte address around.
+pub(super) struct Peer<'a>(pub(super) &'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("(disconnected peer)"),
+        }
+    }
+}
+
+/// A client's socket as the session's way out.
+pub(super) struct Socket<'a>(pub(super) &'a TcpStream);
+
+impl Transmit for Socket<'_> {
+    fn transmit(&mut self, bufs: &[IoSlice<'_>], last: bool) -> io::Result<usize> {
+        match bufs {
+            [one] if last => write_last(self.0, one),
+            [one] => (&mut &*self.0).write(one),
+            _ => (&mut &*self.0).write_vectored(bufs),
+        }
+    }
+}
+
+/// Writes the last bytes a connection will ever send, with `MSG_MORE` on
+/// Linux: the segment waits for the FIN of the `close` or `shutdown` that
+/// follows, and both leave in one packet instead of two (on loopback, the
+/// sender pays for the receiver's processing of each). Data that does not
+/// all fit is pushed as usual: `MSG_MORE` only holds back this call's last
+/// segment.
+#[cfg(target_os = "linux")]
+fn write_last(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_last(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    stream.write(bytes)
+}
+
+impl<H: Handler> Server<H> {
+    /// Reads what `key` has sent until its socket is drained (or its turn is
+    /// over). A short read means the socket is drained; new data raises a
+    /// new edge, except a FIN that arrived with this event (`read_closed`).
+    pub(super) fn read_ready(&mut self, key: usize, read_closed: bool) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut turn_over = true;
+        for _ in 0..READS_PER_TURN {
+            let Some(client) = self
+                .core
+                .clients
+                .get_mut(key)
+                .filter(|c| c.session.wants_input())
+            else {
+                turn_over = false;
+                break;
+            };
+            match client.stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.on_eof(key);
+                    turn_over = false;
+                    break;
+                }
+                Ok(n) => {
+                    self.on_bytes(key, &mut scratch[..n]);
+                    if n < scratch.len() && !read_closed {
+                        turn_over = false;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    turn_over = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{}: read error: {e}", Peer(&client.stream));
+                    self.remove(key);
+                    turn_over = false;
+                    break;
+                }
+            }
+        }
+        if turn_over {
+            // More may be waiting; no new edge will say so. Come back next
+            // iteration, after the other clients had their turn.
+            if let Some(c) = self.core.clients.get(key) {
+                self.backlog.push((key, c.gen, read_closed));
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// The peer shut its sending side. It may still read: give it what it
+    /// is owed (a reply, the close echo) before closing; the session says
+    /// when it is over.
+    fn on_eof(&mut self, key: usize) {
+        self.flush(key);
+        let Some(c) = self.core.clients.get_mut(key) else {
+            return; // flush finished it
+        };
+        c.session.read_eof(self.core.now, &self.core.config);
+        self.settle(key);
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        while let Some(key) = self.core.dirty.pop() {
+            if let Some(c) = self.core.clients.get_mut(key) {
+                c.dirty = false;
+                self.flush(key);
+            }
+        }
+    }
+
+    /// Transmits what `key` has queued, adjusts its interest, and shuts or
+    /// ends it as its session says.
+    pub(super) fn flush(&mut self, key: usize) {
+        let Some(client) = self.core.clients.get_mut(key) else {
+            return;
+        };
+        let flow = match client.session.transmit(&mut Socket(&client.stream)) {
+            Ok(flow) => flow,
+            Err(e) => {
+                debug!("{}: write error: {e}", Peer(&client.stream));
+                return self.remove(key);
+            }
+        };
+        let pending = flow == Flow::Blocked;
+        if pending != client.writable {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(self.tokens.start + FIRST_CLIENT + key);
+            if let Err(e) = self
+                .registry
+                .reregister(&mut client.stream, token, interest)
+            {
+                warn!("{}: reregister failed: {e}", Peer(&client.stream));
+                return self.remove(key);
+            }
+            client.writable = pending;
+        }
+        match flow {
+            Flow::Close => self.remove(key),
+            Flow::ShutWrite => {
+                let _ = client.stream.shutdown(Shutdown::Write);
+            }
+            Flow::Idle | Flow::Blocked => {}
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The mio readiness loop: the only code that does I/O. It moves bytes
+//! between sockets and sessions, runs the poll and the timers, and applies
+//! no protocol policy of its own (that is [`Session`]'s).
+//!
+//! ```text
+//!              ┌──────────── one mio::Poll ────────────┐
+//! listener ──► accept.rs ──► slab[key] = Client { socket, Session, data }     (core.rs)
+//! readable ──► io.rs: read into the loop's one scratch buffer (until drained)
+//!                 └─► Session::read ─► Action ─► Handler (on_open, on_http, on_message)
+//! Handler ──Ctx──► core.rs ──► Session::send (write-through when nothing is queued)
+//! dirty list ──► io.rs: Session::transmit(socket), once per client per iteration;
+//!                WRITABLE only while bytes remain
+//! timers.rs ──► one heap: sessions' deadlines, handler timers, accept pause
+//! waker ──► handle.rs: shutdown
+//! ```
+//!
+//! A client is removed in exactly one place, [`Server`]'s `remove`, which
+//! frees its slot, calls `on_close` once if it was accepted, and closes its
+//! socket (which also takes it out of the epoll set).
+
+mod accept;
+pub mod clock;
+mod core;
+mod ctx;
+mod handle;
+mod io;
+mod timers;
+
+use std::io as stdio;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+
+use self::clock::{Clock, SystemClock};
+use self::core::Core;
+pub use self::ctx::Ctx;
+pub use self::handle::ShutdownHandle;
+use self::io::Peer;
+use self::timers::Due;
+use crate::config::Config;
+use crate::handler::{Decision, Handler};
+use crate::id::ConnId;
+use crate::proto::session::{Action, Expired};
+use crate::proto::time::{self, NEVER};
+
+/// The loop's one read buffer, shared by every client. Large enough that a
+/// 64 KiB message usually arrives whole and is lent out without a copy.
+const SCRATCH_SIZE: usize = 256 * 1024;
+
+const LISTENER: usize = 0;
+const WAKER: usize = 1;
+const FIRST_CLIENT: usize = 2;
+
+/// A WebSocket server on one mio loop.
+///
+/// Standalone:
+///
+/// ```no_run
+/// use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
+/// struct Echo;
+/// impl Handler for Echo {
+///     type Data = ();
+///     fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
+///         ctx.send(id, msg);
+///     }
+/// }
+/// let mut server = Server::bind("127.0.0.1:9001".parse().unwrap(), Config::default(), Echo)?;
+/// server.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// Embedded in a host's loop, see [`Server::embed`] and `examples/embed.rs`.
+/// Stepped, see [`Server::poll_once`].
+pub struct Server<H: Handler> {
+    core: Core<H::Data>,
+    handler: H,
+    scratch: Vec<u8>,
+    registry: Registry,
+    poll: Option<Poll>,
+    events: Option<Events>,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    tokens: Range<usize>,
+    clock: Box<dyn Clock>,
+    shutdown: ShutdownHandle,
+    shutdown_deadline: Option<Instant>,
+    done: bool,
+    accept_paused: bool,
+    /// Clients with more to read than one turn took: slab key, generation,
+    /// and whether the peer's FIN was already reported (no new edge will
+    /// come for it, so the next turn must read until EOF or `WouldBlock`).
+    backlog: Vec<(usize, u32, bool)>,
+}
+
+impl<H: Handler> Server<H> {
+    /// Binds `addr` and builds a server with its own `Poll`.
+    pub fn bind(addr: SocketAddr, config: Config, handler: H) -> stdio::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        Self::with_listener(listener, config, handler)
+    }
+
+    /// Builds a server with its own `Poll` on a bound listener.
+    pub fn with_listener(listener: TcpListener, config: Config, handler: H) -> stdio::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        Self::build(
+            Some(poll),
+            registry,
+            0..usize::MAX,
+            listener,
+            config,
+            handler,
+        )
+    }
+
+    /// Builds a server inside a host's loop: it registers the listener and
+    /// its clients on `registry` with tokens from `tokens`, a range the host
+    /// reserves for it (it needs 2 tokens plus one per client slot). The host
+    /// forwards the events for which [`Server::owns`] is true to
+    /// [`Server::handle_event`], calls [`Server::tick`] after each batch, and
+    /// bounds its poll timeout with [`Server::poll_timeout`].
+    pub fn embed(
+        registry: &Registry,
+        tokens: Range<usize>,
+        listener: TcpListener,
+        config: Config,
+        handler: H,
+    ) -> stdio::Result<Self> {
+        if tokens.len() <= FIRST_CLIENT {
+            return Err(stdio::Error::new(
+                stdio::ErrorKind::InvalidInput,
+                "token range needs at least 3 tokens",
+            ));
+        }
+        Self::build(
+            None,
+            registry.try_clone()?,
+            tokens,
+            listener,
+            config,
+            handler,
+        )
+    }
+
+    fn build(
+        poll: Option<Poll>,
+        registry: Registry,
+        tokens: Range<usize>,
+        mut listener: TcpListener,
+        config: Config,
+        handler: H,
+    ) -> stdio::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e))?;
+        registry.register(
+            &mut listener,
+            Token(tokens.start + LISTENER),
+            Interest::READABLE,
+        )?;
+        // Linux copies the listener's TCP_NODELAY to every accepted socket:
+        // set once here, it saves a setsockopt per connection.
+        #[cfg(target_os = "linux")]
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        let waker = Waker::new(&registry, Token(tokens.start + WAKER))?;
+        let clock: Box<dyn Clock> = Box::new(SystemClock);
+        let config_capacity = config.max_clients.min(tokens.len() - FIRST_CLIENT);
+        Ok(Server {
+            core: Core::new(config, config_capacity, clock.now()),
+            handler,
+            scratch: vec![0; SCRATCH_SIZE],
+            registry,
+            poll,
+            events: Some(Events::with_capacity(1024)),
+            local_addr: listener.local_addr()?,
+            listener: Some(listener),
+            tokens,
+            clock,
+            shutdown: ShutdownHandle::new(waker),
+            shutdown_deadline: None,
+            done: false,
+            accept_paused: false,
+            backlog: Vec::new(),
+        })
+    }
+
+    /// Replaces the clock (tests use [`crate::server::clock::ManualClock`]).
+    pub fn set_clock(&mut self, clock: impl Clock + 'static) {
+        self.clock = Box::new(clock);
+        self.core.set_now(self.clock.now());
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that asks the loop to shut down, from anywhere.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler and a [`Ctx`] to act on the server from outside a
+    /// callback (an embedding host forwarding data, say). What is sent goes
+    /// out at the next [`Server::tick`].
+    pub fn context(&mut self) -> (&mut H, Ctx<'_, H::Data>) {
+        self.core.set_now(self.clock.now());
+        (&mut self.handler, Ctx::new(&mut self.core))
+    }
+
+    /// How many clients are connected (handshaking, open or closing).
+    pub fn client_count(&self) -> usize {
+        self.core.client_count()
+    }
+
+    /// Whether a requested shutdown has completed: every client is gone.
+    pub fn is_shut_down(&self) -> bool {
+        self.done
+    }
+
+    /// Runs the loop until a shutdown is requested and completed.
+    pub fn run(&mut self) -> stdio::Result<()> {
+        while !self.done {
+            self.poll_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// Waits at most `timeout` (or until the nearest deadline; `None`: no
+    /// limit of its own) for events, handles them and every due timer, and
+    /// flushes what was sent. Only for a server with its own `Poll`.
+    pub fn poll_once(&mut self, timeout: Option<Duration>) -> stdio::Result<()> {
+        let wait = self.poll_timeout(timeout);
+        let mut events = self
+            .events
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(1024));
+        let Some(poll) = self.poll.as_mut() else {
+            self.events = Some(events);
+            return Err(stdio::Error::new(
+                stdio::ErrorKind::Unsupported,
+                "an embedded server is polled by its host",
+            ));
+        };
+        match poll.poll(&mut events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == stdio::ErrorKind::Interrupted => events.clear(),
+            Err(e) => {
+                self.events = Some(events);
+                return Err(e);
+            }
+        }
+        for event in events.iter() {
+            self.handle_event(event);
+        }
+        self.events = Some(events);
+        self.tick();
+        Ok(())
+    }
+
+    /// The poll timeout that wakes the loop for its nearest deadline, capped
+    /// by `max`.
+    pub fn poll_timeout(&self, max: Option<Duration>) -> Option<Duration> {
+        let now = self.clock.now();
+        let until_deadline = self
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now));
+        match (max, until_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The nearest instant at which [`Server::tick`] has work to do: now
+    /// when input is left over, sends (made through [`Server::context`])
+    /// wait for their flush, or a shutdown was requested.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.backlog.is_empty()
+            || !self.core.dirty.is_empty()
+            || self.shutdown.requested() && self.shutdown_deadline.is_none()
+        {
+            return Some(self.core.now);
+        }
+        let timer = self.core.timers.next().map(time::instant);
+        [timer, self.shutdown_deadline].into_iter().flatten().min()
+    }
+
+    /// Whether `token` belongs to this server.
+    pub fn owns(&self, token: Token) -> bool {
+        self.tokens.contains(&token.0)
+    }
+
+    /// Handles one readiness event for a token this server owns.
+    pub fn handle_event(&mut self, event: &mio::event::Event) {
+        self.core.set_now(self.clock.now());
+        let Some(slot) = event.token().0.checked_sub(self.tokens.start) else {
+            return;
+        };
+        match slot {
+            LISTENER => self.accept(),
+            WAKER => {} // the shutdown flag is read in tick()
+            _ => {
+                let key = slot - FIRST_CLIENT;
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read_ready(key, event.is_read_closed() || event.is_error());
+                }
+                if event.is_writable() {
+                    self.flush(key);
+                }
+            }
+        }
+    }
+
+    /// Runs what is due: clients left with unread input, timers, a requested
+    /// shutdown, and the flush of everything queued in this iteration.
+    pub fn tick(&mut self) {
+        self.core.set_now(self.clock.now());
+        for (key, gen, read_closed) in std::mem::take(&mut self.backlog) {
+            if self.core.clients.get(key).is_some_and(|c| c.gen == gen) {
+                self.read_ready(key, read_closed);
+            }
+        }
+        self.run_timers();
+        if self.shutdown.requested() && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+        self.flush_dirty();
+        if let Some(deadline) = self.shutdown_deadline {
+            if self.core.clients.is_empty() || self.core.now >= deadline {
+                let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
+                for key in keys {
+                    self.remove(key);
+                }
+                self.done = true;
+            }
+        }
+    }
+
+    /// Feeds bytes read from `key` to its session and dispatches what the
+    /// session asks of the handler.
+    fn on_bytes(&mut self, key: usize, bytes: &mut [u8]) {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let Some(c) = self.core.clients.get_mut(key) else {
+                return;
+            };
+            let (used, action) =
+                c.session
+                    .read(self.core.now, &self.core.config, &mut bytes[pos..]);
+            pos += used;
+            if let Some(action) = action {
+                self.act(key, action);
+            }
+        }
+        self.settle(key);
+    }
+
+    /// Removes `key` if its session is over, else brings the loop's
+    /// bookkeeping in line with it.
+    fn settle(&mut self, key: usize) {
+        match self.core.clients.get(key) {
+            Some(c) if c.session.is_done() => self.remove(key),
+            Some(_) => self.core.touch(key),
+            None => {}
+        }
+    }
+
+    /// Does what the session of `key` asked: the handler decides upgrades
+    /// and plain HTTP requests and receives messages; the rest is logged.
+    fn act(&mut self, key: usize, action: Action<'_>) {
+        let id = self.core.id(key);
+        match action {
+            Action::Message(incoming) => {
+                self.handler
+                    .on_message(&mut Ctx::new(&mut self.core), id, incoming.message());
+                if let Some(c) = self.core.clients.get_mut(key) {
+                    c.session.recycle(incoming);
+                }
+            }
+            Action::Upgrade(request) => {
+                let decision = self
+                    .handler
+                    .on_open(&mut Ctx::new(&mut self.core), id, &request);
+                let (now, config) = (self.core.now, &self.core.config);
+                let c = &mut self.core.clients[key];
+                match decision {
+                    Decision::Accept { protocol } => {
+                        c.session.accept(now, config, &request, protocol.as_deref());
+                        debug!("{} {} opened as {id}", Peer(&c.stream), request.path());
+                    }
+                    Decision::Reject { status, reason } => {
+                        debug!(
+                            "{}: refused by the handler with {status}: {reason}",
+                            Peer(&c.stream)
+                        );
+                        c.session.reject(now, config, status, &reason);
+                    }
+                }
+            }
+            Action::Http(request) => {
+                let response = self.handler.on_http(&request);
+                let (now, config) = (self.core.now, &self.core.config);
+                let c = &mut self.core.clients[key];
+                debug!(
+                    "{}: plain HTTP {} {}",
+                    Peer(&c.stream),
+                    request.method(),
+                    request.target()
+                );
+                c.session.respond(now, config, &request, response.as_ref());
+            }
+            Action::Refused(e) => debug!(
+                "{}: handshake refused with {}: {e}",
+                Peer(&self.core.clients[key].stream),
+                e.status()
+            ),
+            Action::Failed(e) => warn!(
+                "{}: protocol error, closing with {}: {e}",
+                Peer(&self.core.clients[key].stream),
+                e.close_code()
+            ),
+            Action::PongFlood => warn!(
+                "{}: pongs queued past the send limit, closing with 1008",
+                Peer(&self.core.clients[key].stream)
+            ),
+        }
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.core.stamp();
+        // Take every entry due now before acting on any: what is armed
+        // during this pass (a zero-delay timer set in `on_timer`, say) runs
+        // at the next tick, so the loop always gets back to its I/O.
+        let mut due_now = Vec::new();
+        while let Some(entry) = self.core.timers.pop_due(now) {
+            due_now.push(entry);
+        }
+        for (at, due) in due_now {
+            match due {
+                Due::Client(key, gen) => {
+                    let key = key as usize;
+                    let Some(c) = self.core.clients.get_mut(key).filter(|c| c.gen == gen) else {
+                        continue;
+                    };
+                    if c.armed != at {
+                        continue; // superseded by an earlier entry
+                    }
+                    c.armed = NEVER;
+                    if c.session.deadline() <= now {
+                        self.expire(key);
+                    } else {
+                        self.core.touch(key);
+                    }
+                }
+                Due::User(key, gen) => {
+                    if let Some((timer, tag)) = self.core.take_timer(key, gen) {
+                        self.handler
+                            .on_timer(&mut Ctx::new(&mut self.core), timer, tag);
+                    }
+                }
+                Due::Accept => self.resume_accept(),
+            }
+        }
+        self.core.purge_timers();
+    }
+
+    /// A client's deadline passed.
+    fn expire(&mut self, key: usize) {
+        let (now, config) = (self.core.now, &self.core.config);
+        let c = &mut self.core.clients[key];
+        match c.session.handle_timeout(now, config) {
+            Some(Expired::Handshake) => debug!(
+                "{}: timed out before the upgrade completed",
+                Peer(&c.stream)
+            ),
+            Some(Expired::Close) => debug!("{}: close handshake timed out", Peer(&c.stream)),
+            Some(Expired::Drain) => debug!(
+                "{}: half-closed peer did not read its last bytes in time",
+                Peer(&c.stream)
+            ),
+            Some(Expired::Idle) => {
+                debug!("{}: no traffic after a ping, closing", Peer(&c.stream))
+            }
+            Some(Expired::Ping) | None => {}
+        }
+        self.settle(key);
+    }
+
+    fn begin_shutdown(&mut self) {
+        info!(
+            "shutting down: closing {} clients",
+            self.core.client_count()
+        );
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.registry.deregister(&mut listener);
+        }
+        self.shutdown_deadline = Some(self.core.now + self.core.config.close_timeout);
+        let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let (now, config) = (self.core.now, &self.core.config);
+            self.core.clients[key].session.shutdown(now, config);
+            self.settle(key);
+        }
+    }
+
+    /// The one exit of every client.
+    fn remove(&mut self, key: usize) {
+        let Some(client) = self.core.clients.try_remove(key) else {
+            return;
+        };
+        // No epoll_ctl(DEL): closing the socket (when `client.stream` is
+        // dropped below) removes it from the epoll set, one syscall fewer
+        // per connection.
+        if client.answering {
+            self.core.answering -= 1;
+        }
+        if !client.session.is_accepted() {
+            return;
+        }
+        let id = ConnId::new(key, client.gen);
+        let (code, reason) = client.session.close_status();
+        let reason: Box<str> = reason.into();
+        debug!("{} {id} closed with {code}", Peer(&client.stream));
+        // Its data and address stay reachable through Ctx during on_close.
+        self.core.departing = Some((id, client.stream, client.data));
+        self.handler
+            .on_close(&mut Ctx::new(&mut self.core), id, code, &reason);
+        self.core.departing = None;
+    }
+}
