@@ -10,6 +10,10 @@
 //! once and only its `Arc` is queued per recipient. An empty queue holds no
 //! allocation, so an idle connection costs nothing here.
 
+// The deque of later chunks is boxed on purpose: an idle queue (nearly
+// every one) pays 8 bytes for it instead of 32, and the boxes are pooled.
+#![allow(clippy::box_collection, clippy::vec_box)]
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -36,11 +40,17 @@ impl Chunk {
     }
 }
 
-/// A FIFO of bytes to write, in owned and shared chunks.
+/// A FIFO of bytes to write, in owned and shared chunks. The first chunk
+/// is held inline and later ones in a deque that exists only while there
+/// are two or more: the common life of a queue (one chunk in, written, gone)
+/// touches no deque at all.
 #[derive(Debug, Default)]
 pub struct SendQueue {
-    chunks: VecDeque<Chunk>,
-    /// Bytes of the front chunk already written.
+    /// The chunk being written.
+    first: Option<Chunk>,
+    /// The chunks behind it (a pooled deque, only while there are any).
+    rest: Option<Box<VecDeque<Chunk>>>,
+    /// Bytes of `first` already written.
     head_written: usize,
     /// Bytes queued and not yet written.
     len: usize,
@@ -53,13 +63,22 @@ impl SendQueue {
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is waiting.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    fn back_mut(&mut self) -> Option<&mut Chunk> {
+        match self.rest.as_deref_mut().and_then(VecDeque::back_mut) {
+            Some(c) => Some(c),
+            None => self.first.as_mut(),
+        }
     }
 
     /// A buffer to append `additional` bytes to: the tail chunk when it is
@@ -68,12 +87,12 @@ impl SendQueue {
     pub(crate) fn tail(&mut self, additional: usize) -> &mut Vec<u8> {
         // Appending to a partly written front chunk is fine: `head_written`
         // counts from its start.
-        let reuse = matches!(self.chunks.back(),
+        let reuse = matches!(self.back_mut(),
             Some(Chunk::Owned(v)) if v.len() + additional <= COALESCE_LIMIT);
         if !reuse {
             self.push_chunk(Chunk::Owned(pool::take(additional)));
         }
-        match self.chunks.back_mut() {
+        match self.back_mut() {
             Some(Chunk::Owned(v)) => v,
             // Invariant: the branch above ensured the back chunk is owned.
             _ => unreachable!("tail chunk is owned"),
@@ -105,8 +124,9 @@ impl SendQueue {
             return;
         }
         self.len += bytes.len();
-        self.ensure_deque();
-        self.chunks.push_front(Chunk::Owned(bytes));
+        if let Some(old) = self.first.replace(Chunk::Owned(bytes)) {
+            self.rest.get_or_insert_with(take_deque).push_front(old);
+        }
     }
 
     /// Appends bytes shared with other queues (a broadcast frame).
@@ -122,32 +142,31 @@ impl SendQueue {
     /// returns how many slices were filled.
     pub fn io_slices<'s>(&'s self, out: &mut [IoSlice<'s>]) -> usize {
         let mut n = 0;
-        for (i, chunk) in self.chunks.iter().enumerate() {
+        let front = self.front();
+        if !front.is_empty() && n < out.len() {
+            out[n] = IoSlice::new(front);
+            n += 1;
+        }
+        for chunk in self.rest.iter().flat_map(|r| r.iter()) {
             if n == out.len() {
                 break;
             }
-            let bytes = chunk.bytes();
-            let bytes = if i == 0 {
-                &bytes[self.head_written..]
-            } else {
-                bytes
-            };
-            if !bytes.is_empty() {
-                out[n] = IoSlice::new(bytes);
-                n += 1;
-            }
+            out[n] = IoSlice::new(chunk.bytes());
+            n += 1;
         }
         n
     }
 
     /// Whether everything queued is one contiguous run ([`SendQueue::front`]).
+    #[inline]
     pub fn is_contiguous(&self) -> bool {
-        self.chunks.len() <= 1
+        self.rest.as_ref().is_none_or(|r| r.is_empty())
     }
 
     /// The first contiguous run of queued bytes.
+    #[inline]
     pub fn front(&self) -> &[u8] {
-        match self.chunks.front() {
+        match &self.first {
             Some(c) => &c.bytes()[self.head_written..],
             None => &[],
         }
@@ -158,69 +177,81 @@ impl SendQueue {
         assert!(n <= self.len, "consumed more than was queued");
         self.len -= n;
         while n > 0 {
-            // Invariant: n <= len, so a chunk with unwritten bytes exists.
-            let front = self.chunks.front().expect("queued bytes remain");
+            // Invariant: n <= len, so a chunk with unwritten bytes exists,
+            // and it is `first` (chunks move up as the front one is done).
+            let front = self.first.as_ref().expect("queued bytes remain");
             let left = front.bytes().len() - self.head_written;
             if n < left {
                 self.head_written += n;
                 return;
             }
             n -= left;
-            if let Some(Chunk::Owned(buf)) = self.chunks.pop_front() {
+            self.head_written = 0;
+            let next = self.rest.as_deref_mut().and_then(VecDeque::pop_front);
+            if let Some(Chunk::Owned(buf)) = std::mem::replace(&mut self.first, next) {
                 pool::give(buf);
             }
-            self.head_written = 0;
         }
         if self.len == 0 {
-            // An idle connection keeps no buffer: its chunk went back to the
-            // pool above, and the deque's own small buffer goes too.
-            give_deque(std::mem::take(&mut self.chunks));
-            self.head_written = 0;
+            // An idle connection keeps no buffer: its chunks went back to
+            // the pool above, and the deque goes too.
+            if let Some(rest) = self.rest.take() {
+                give_deque(rest);
+            }
         }
     }
 
     fn push_chunk(&mut self, chunk: Chunk) {
-        self.ensure_deque();
-        self.chunks.push_back(chunk);
-    }
-
-    fn ensure_deque(&mut self) {
-        if self.chunks.capacity() == 0 {
-            self.chunks = take_deque();
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.get_or_insert_with(take_deque).push_back(chunk);
         }
     }
 
     /// Drops everything queued.
     pub fn clear(&mut self) {
-        let mut chunks = std::mem::take(&mut self.chunks);
-        for chunk in chunks.drain(..) {
-            if let Chunk::Owned(buf) = chunk {
-                pool::give(buf);
-            }
+        if let Some(Chunk::Owned(buf)) = self.first.take() {
+            pool::give(buf);
         }
-        give_deque(chunks);
+        if let Some(mut rest) = self.rest.take() {
+            for chunk in rest.drain(..) {
+                if let Chunk::Owned(buf) = chunk {
+                    pool::give(buf);
+                }
+            }
+            give_deque(rest);
+        }
         *self = Self::default();
+    }
+
+    /// Chunks queued (for tests).
+    #[cfg(test)]
+    fn chunks(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 }
 
 thread_local! {
-    /// Empty chunk deques for queues that become busy: like the byte
-    /// buffers in [`crate::buf::pool`], so that a queue going from empty to busy
-    /// and back allocates nothing.
-    static DEQUES: RefCell<Vec<VecDeque<Chunk>>> = const { RefCell::new(Vec::new()) };
+    /// Empty chunk deques for queues that hold two chunks or more: like the
+    /// byte buffers in [`crate::buf::pool`], so that a queue going from one
+    /// chunk to several and back allocates nothing.
+    static DEQUES: RefCell<Vec<Box<VecDeque<Chunk>>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Deques kept at most (each holds a 4-chunk buffer, about 128 bytes).
 const MAX_POOLED_DEQUES: usize = 256;
 
-fn take_deque() -> VecDeque<Chunk> {
-    DEQUES.with(|d| d.borrow_mut().pop()).unwrap_or_default()
+fn take_deque() -> Box<VecDeque<Chunk>> {
+    DEQUES
+        .with(|d| d.borrow_mut().pop())
+        .unwrap_or_else(|| Box::new(VecDeque::with_capacity(4)))
 }
 
-fn give_deque(deque: VecDeque<Chunk>) {
+fn give_deque(deque: Box<VecDeque<Chunk>>) {
     // Invariant: callers only give drained deques.
     debug_assert!(deque.is_empty());
-    if deque.capacity() == 0 || deque.capacity() > 64 {
+    if deque.capacity() > 64 {
         return;
     }
     DEQUES.with(|d| {
@@ -263,7 +294,7 @@ mod tests {
         q.push_shared(Arc::from(&b"EF"[..]));
         q.push(b"gh");
         assert_eq!(q.len(), 8);
-        assert_eq!(q.chunks.len(), 3, "first two pushes share a chunk");
+        assert_eq!(q.chunks(), 3, "first two pushes share a chunk");
         for step in 1..=8 {
             let mut q2 = SendQueue::new();
             q2.push(b"ab");
@@ -271,7 +302,10 @@ mod tests {
             q2.push_shared(Arc::from(&b"EF"[..]));
             q2.push(b"gh");
             assert_eq!(drain(&mut q2, step), b"abcdEFgh");
-            assert_eq!(q2.chunks.capacity(), 0, "drained queue frees its memory");
+            assert!(
+                q2.first.is_none() && q2.rest.is_none(),
+                "drained queue frees its memory"
+            );
         }
     }
 
@@ -280,7 +314,7 @@ mod tests {
         let mut q = SendQueue::new();
         q.push(&vec![1; COALESCE_LIMIT]);
         q.push(b"x");
-        assert_eq!(q.chunks.len(), 2);
+        assert_eq!(q.chunks(), 2);
         assert_eq!(q.front().len(), COALESCE_LIMIT);
     }
 }

@@ -37,4 +37,5 @@ pub use frame::{close_code, OpCode, Role};
 pub use handshake::{HandshakeError, Request};
 pub use message::{encode_shared, Broadcast, Incoming, Message};
 pub use session::Session;
+pub use time::Time;
 pub use transmit::Transmit;

@@ -38,7 +38,7 @@
 //!
 //! let config = Config::default();
 //! let t0 = Instant::now();
-//! let mut session = Session::new(t0, &config);
+//! let mut session = Session::new(t0);
 //! let mut input = b"GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
 //!     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 //!     Sec-WebSocket-Version: 13\r\n\r\n".to_vec();
@@ -46,14 +46,14 @@
 //! let (used, action) = session.read(t0, &config, &mut input);
 //! assert_eq!(used, len);
 //! let Some(Action::Upgrade(request)) = action else { unreachable!("a valid upgrade") };
-//! session.accept(t0, &config, &request, None);
+//! session.accept(t0, &request, None);
 //! let mut out = Vec::new();
 //! session.transmit(&mut out).unwrap();
 //! assert!(out.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
 //!
 //! // Silent for the idle timeout: a ping; silent again: close 1001.
 //! let idle = config.idle_timeout.unwrap();
-//! assert_eq!(session.poll_timeout(), Some(t0 + idle));
+//! assert_eq!(session.poll_timeout(&config), Some(t0 + idle));
 //! session.handle_timeout(t0 + idle, &config);
 //! out.clear();
 //! session.transmit(&mut out).unwrap();
@@ -70,7 +70,7 @@ use crate::proto::connection::{Connection, Event};
 use crate::proto::frame::{close_code, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::proto::handshake::{self, HandshakeError, HttpResponse, Parsed, Request};
 use crate::proto::message::{Broadcast, Incoming, Message};
-use crate::proto::time::{self, Stamp, NEVER};
+use crate::proto::time::{self, Stamp, Time, NEVER};
 use crate::proto::transmit::{self, Transmit};
 use crate::proto::utf8::truncate;
 use crate::proto::ProtocolError;
@@ -102,10 +102,10 @@ pub enum Action<'a> {
     /// negotiated), but nothing is sent until the application answers with
     /// [`Session::accept`] or [`Session::reject`]; sends made before the
     /// answer follow the `101`.
-    Upgrade(Request),
+    Upgrade(Box<Request>),
     /// A plain HTTP request (`GET` or `HEAD` without `Upgrade: websocket`):
     /// answer with [`Session::respond`].
-    Http(Request),
+    Http(Box<Request>),
     /// A complete data message. Give its buffer back with
     /// [`Session::recycle`] once handled.
     Message(Incoming<'a>),
@@ -118,6 +118,27 @@ pub enum Action<'a> {
     /// The peer pings faster than it reads pongs: its queue passed
     /// `max_send_queue`, so it is being closed with 1008; for the log.
     PongFlood,
+}
+
+/// What a send did, as the loop needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// What the application is told.
+    Status(SendStatus),
+    /// Refused, and the session closed with 1008: it would have passed the
+    /// send limit.
+    LimitClosed,
+}
+
+impl Sent {
+    /// What the application is told.
+    #[inline]
+    pub(crate) fn status(self) -> SendStatus {
+        match self {
+            Sent::Status(s) => s,
+            Sent::LimitClosed => SendStatus::Refused,
+        }
+    }
 }
 
 /// What a deadline did ([`Session::handle_timeout`]), for the log.
@@ -157,9 +178,11 @@ pub enum Flow {
 #[derive(Debug)]
 pub struct Session {
     state: State,
-    /// When the current wait ends (handshake, idle, ping answer, close,
-    /// drain), as a stamp; [`NEVER`] when nothing is awaited.
-    deadline: Stamp,
+    /// When the current wait started (accept, the last traffic while open,
+    /// the close, the answer, the peer's FIN), as a stamp: what is awaited
+    /// and for how long follows from the state and the config
+    /// ([`Session::deadline`]), so traffic costs one store.
+    since: Stamp,
     /// The peer's close code and reason (boxed: most clients never get here).
     peer_close: Option<Box<(u16, Box<str>)>>,
     ping_sent: bool,
@@ -177,32 +200,28 @@ pub struct Session {
 impl Session {
     /// A session for a connection accepted at `now`: it waits for the
     /// request head until `config.handshake_timeout`.
-    pub fn new(now: Instant, config: &Config) -> Session {
-        Session::with_state(
-            State::Handshake { buf: Vec::new() },
-            time::after(time::stamp(now), config.handshake_timeout),
-        )
+    pub fn new(now: impl Into<Time>) -> Session {
+        let now = now.into().0;
+        Session::with_state(State::Handshake { buf: Vec::new() }, now)
     }
 
     /// A session for a connection over the client limit: it answers `503`
     /// with `Retry-After`, then closes.
-    pub fn refuse_busy(now: Instant, config: &Config) -> Session {
+    pub fn refuse_busy(now: impl Into<Time>) -> Session {
+        let now = now.into().0;
         let mut q = SendQueue::new();
         q.push(&handshake::error_response(
             503,
             &[("Retry-After", "5")],
             "server is at its connection limit",
         ));
-        Session::with_state(
-            State::Reject(q),
-            time::after(time::stamp(now), config.close_timeout),
-        )
+        Session::with_state(State::Reject(q), now)
     }
 
-    fn with_state(state: State, deadline: Stamp) -> Session {
+    fn with_state(state: State, since: Stamp) -> Session {
         Session {
             state,
-            deadline,
+            since,
             peer_close: None,
             ping_sent: false,
             accepted: false,
@@ -219,20 +238,49 @@ impl Session {
     /// incomplete request head or frame is kept inside the session, so the
     /// caller never keeps leftovers. Replies the protocol owes (pongs, the
     /// close echo, error answers) are queued for [`Session::transmit`].
+    #[inline]
     pub fn read<'a>(
         &mut self,
-        now: Instant,
+        now: impl Into<Time>,
         config: &Config,
         input: &'a mut [u8],
     ) -> (usize, Option<Action<'a>>) {
-        if self.peer_eof || self.done {
-            return (input.len(), None);
+        let now = now.into().0;
+        match &mut self.state {
+            // The hot path: an open connection that still reads.
+            State::Open(conn) if !self.peer_eof && !self.done => {
+                if !conn.is_open() {
+                    return self.read_open(now, config, input);
+                }
+                // Traffic: the idle wait starts again.
+                self.ping_sent = false;
+                self.since = now;
+                let len = input.len();
+                match conn.read(input) {
+                    // The common cases, straight through.
+                    Ok((used, Some(Event::Message(m)))) => (used, Some(Action::Message(m))),
+                    Ok((used, None)) => (used, None),
+                    other => self.after_event(now, config, len, true, other),
+                }
+            }
+            State::Handshake { .. } if !self.peer_eof && !self.done => {
+                self.read_request(now, config, input)
+            }
+            // Drained and dropped: an answer being written, or input after
+            // the peer's FIN or the end.
+            _ => (input.len(), None),
         }
+    }
+
+    fn read_request<'a>(
+        &mut self,
+        now: Stamp,
+        config: &Config,
+        input: &mut [u8],
+    ) -> (usize, Option<Action<'a>>) {
         let limit = config.max_header_bytes;
-        let buf = match &mut self.state {
-            State::Reject(_) => return (input.len(), None), // drained before the close
-            State::Open(_) => return self.read_open(now, config, input),
-            State::Handshake { buf } => buf,
+        let State::Handshake { buf } = &mut self.state else {
+            unreachable!("read_request is only called while handshaking")
         };
         if buf.is_empty() {
             // The common case: the whole head in one read, parsed in place.
@@ -254,7 +302,7 @@ impl Session {
                 return (input.len(), None);
             }
         }
-        let action = self.refuse(now, config, HandshakeError::HeadersTooLarge(limit));
+        let action = self.refuse(now, HandshakeError::HeadersTooLarge(limit));
         (input.len(), action)
     }
 
@@ -264,7 +312,7 @@ impl Session {
     /// and is fed again by the caller.
     fn request<'a>(
         &mut self,
-        now: Instant,
+        now: Stamp,
         config: &Config,
         head: &mut [u8],
         kept: usize,
@@ -278,13 +326,15 @@ impl Session {
                 self.state = State::Handshake { buf: head.to_vec() };
                 return (read, None);
             }
-            Err(e) => return (read, self.refuse(now, config, e)),
+            Err(e) => return (read, self.refuse(now, e)),
         };
         let used = len - kept;
         match request.validate(config) {
             Ok(()) => {}
-            Err(HandshakeError::NotWebSocket) => return (used, Some(Action::Http(request))),
-            Err(e) => return (read, self.refuse(now, config, e)),
+            Err(HandshakeError::NotWebSocket) => {
+                return (used, Some(Action::Http(Box::new(request))))
+            }
+            Err(e) => return (read, self.refuse(now, e)),
         }
         #[allow(unused_mut)] // mutated with the `deflate` feature only
         let mut conn = Connection::new(Role::Server, config);
@@ -297,22 +347,19 @@ impl Session {
             }
         }
         self.state = State::Open(conn);
-        (used, Some(Action::Upgrade(request)))
+        (used, Some(Action::Upgrade(Box::new(request))))
     }
 
-    fn refuse<'a>(
-        &mut self,
-        now: Instant,
-        config: &Config,
-        e: HandshakeError,
-    ) -> Option<Action<'a>> {
-        self.finish_with(now, config, e.response());
+    fn refuse<'a>(&mut self, now: Stamp, e: HandshakeError) -> Option<Action<'a>> {
+        self.finish_with(now, e.response());
         Some(Action::Refused(e))
     }
 
+    /// Input for a connection that sent its close frame: data is dropped
+    /// by the connection, the peer's close is recorded.
     fn read_open<'a>(
         &mut self,
-        now: Instant,
+        now: Stamp,
         config: &Config,
         input: &'a mut [u8],
     ) -> (usize, Option<Action<'a>>) {
@@ -320,13 +367,26 @@ impl Session {
             unreachable!("read_open is only called on an open session")
         };
         let was_open = conn.is_open();
-        if was_open {
-            // Traffic: the idle wait starts again.
-            self.ping_sent = false;
-            self.deadline = idle_deadline(now, config);
-        }
         let len = input.len();
-        let (used, action) = match conn.read(input) {
+        let result = conn.read(input);
+        self.after_event(now, config, len, was_open, result)
+    }
+
+    /// What the connection's event (other than a message) means for the
+    /// session: the pong-flood guard, the peer's close, a protocol error,
+    /// and the close timeout when our close frame was just queued.
+    fn after_event<'a>(
+        &mut self,
+        now: Stamp,
+        config: &Config,
+        len: usize,
+        was_open: bool,
+        result: Result<(usize, Option<Event<'a>>), ProtocolError>,
+    ) -> (usize, Option<Action<'a>>) {
+        let State::Open(conn) = &mut self.state else {
+            unreachable!("after_event is only called on an open session")
+        };
+        let (used, action) = match result {
             Ok((used, None)) => (used, None),
             Ok((used, Some(Event::Message(m)))) => (used, Some(Action::Message(m))),
             Ok((used, Some(Event::Ping(_)))) => {
@@ -350,7 +410,7 @@ impl Session {
         if was_open && !conn.is_open() {
             // Our close frame (an echo, an error's, the pong-flood guard's)
             // was just queued: the close timeout starts.
-            self.deadline = time::after(time::stamp(now), config.close_timeout);
+            self.since = now;
         }
         (used, action)
     }
@@ -359,13 +419,8 @@ impl Session {
     /// answer goes out first, with `protocol` if the client offered it
     /// (§4.2.2: one it did not offer is dropped, with a warning, rather than
     /// failing a connection already accepted). The idle wait starts.
-    pub fn accept(
-        &mut self,
-        now: Instant,
-        config: &Config,
-        request: &Request,
-        protocol: Option<&str>,
-    ) {
+    pub fn accept(&mut self, now: impl Into<Time>, request: &Request, protocol: Option<&str>) {
+        let now = now.into().0;
         let State::Open(conn) = &mut self.state else {
             return;
         };
@@ -379,13 +434,14 @@ impl Session {
         let response = handshake::accept_response(request, protocol, conn.extensions());
         conn.outgoing().push_front(response);
         self.accepted = true;
-        self.deadline = idle_deadline(now, config);
+        self.since = now;
     }
 
     /// Refuses the upgrade announced by [`Action::Upgrade`] with `status`
     /// and a one-line `reason`; what was sent meanwhile is dropped.
-    pub fn reject(&mut self, now: Instant, config: &Config, status: u16, reason: &str) {
-        self.finish_with(now, config, handshake::error_response(status, &[], reason));
+    pub fn reject(&mut self, now: impl Into<Time>, status: u16, reason: &str) {
+        let now = now.into().0;
+        self.finish_with(now, handshake::error_response(status, &[], reason));
     }
 
     /// Answers the plain HTTP request announced by [`Action::Http`] with
@@ -393,30 +449,31 @@ impl Session {
     /// request gets the status and headers without the body.
     pub fn respond(
         &mut self,
-        now: Instant,
-        config: &Config,
+        now: impl Into<Time>,
         request: &Request,
         response: Option<&HttpResponse>,
     ) {
+        let now = now.into().0;
         let head_only = request.method() == "HEAD";
         let bytes = match response {
             Some(r) => r.to_bytes(head_only),
             None => HandshakeError::NotWebSocket.response_for(head_only),
         };
-        self.finish_with(now, config, bytes);
+        self.finish_with(now, bytes);
     }
 
     /// The final HTTP answer `bytes` replaces whatever was queued.
-    fn finish_with(&mut self, now: Instant, config: &Config, bytes: Vec<u8>) {
+    fn finish_with(&mut self, now: Stamp, bytes: Vec<u8>) {
         let mut q = SendQueue::new();
         q.push(&bytes);
         self.state = State::Reject(q);
         self.accepted = false;
-        self.deadline = time::after(time::stamp(now), config.close_timeout);
+        self.since = now;
     }
 
     /// Gives back a message's buffer ([`Action::Message`]) to the thread's
     /// buffer pool, for the next message that needs one.
+    #[inline]
     pub fn recycle(&mut self, message: Incoming<'_>) {
         if let (Some(buf), State::Open(conn)) = (message.into_buffer(), &mut self.state) {
             conn.recycle(buf);
@@ -427,10 +484,11 @@ impl Session {
     /// is owed (a reply, the close echo) is written within the close
     /// timeout, then the session is done; with nothing owed it is done at
     /// once.
-    pub fn read_eof(&mut self, now: Instant, config: &Config) {
+    pub fn read_eof(&mut self, now: impl Into<Time>) {
+        let now = now.into().0;
         if self.has_pending() {
             self.peer_eof = true;
-            self.deadline = time::after(time::stamp(now), config.close_timeout);
+            self.since = now;
         } else {
             self.done = true;
         }
@@ -446,16 +504,29 @@ impl Session {
     /// reading, is closed with 1008. A queue thus never holds more than the
     /// limit or one message (plus the close frame), and every frame in it
     /// stays whole.
+    #[inline]
     pub fn send(
         &mut self,
-        now: Instant,
+        now: impl Into<Time>,
         config: &Config,
         msg: Message<'_>,
         out: &mut (impl Transmit + ?Sized),
     ) -> SendStatus {
+        self.send_checked(now.into(), config, msg, out).status()
+    }
+
+    /// [`Session::send`], saying whether the send limit closed the session.
+    #[inline]
+    pub(crate) fn send_checked(
+        &mut self,
+        now: Time,
+        config: &Config,
+        msg: Message<'_>,
+        out: &mut (impl Transmit + ?Sized),
+    ) -> Sent {
         let size = msg.as_bytes().len();
         let blocked = self.blocked;
-        self.queue(now, config, size + MAX_HEADER_LEN, |conn| {
+        self.queue(now.0, config, size + MAX_HEADER_LEN, |conn| {
             if size >= WRITE_THROUGH && !blocked && conn.buffered_amount() == 0 {
                 if let Some((head, n)) = conn.header_for(&msg) {
                     transmit::write_through(conn.outgoing(), out, &head[..n], msg.as_bytes());
@@ -471,51 +542,64 @@ impl Session {
     /// limit applies as for [`Session::send`].
     pub fn send_broadcast(
         &mut self,
-        now: Instant,
+        now: impl Into<Time>,
         config: &Config,
         broadcast: &mut Broadcast<'_>,
     ) -> SendStatus {
+        self.send_broadcast_checked(now.into(), config, broadcast)
+            .status()
+    }
+
+    /// [`Session::send_broadcast`], saying whether the send limit closed
+    /// the session.
+    pub(crate) fn send_broadcast_checked(
+        &mut self,
+        now: Time,
+        config: &Config,
+        broadcast: &mut Broadcast<'_>,
+    ) -> Sent {
         let size = broadcast.message().as_bytes().len() + MAX_HEADER_LEN;
-        self.queue(now, config, size, |conn| {
+        self.queue(now.0, config, size, |conn| {
             conn.send_broadcast(broadcast).is_ok()
         })
     }
 
+    #[inline]
     fn queue(
         &mut self,
-        now: Instant,
+        now: Stamp,
         config: &Config,
         size: usize,
         push: impl FnOnce(&mut Connection) -> bool,
-    ) -> SendStatus {
+    ) -> Sent {
         let State::Open(conn) = &mut self.state else {
-            return SendStatus::Refused;
+            return Sent::Status(SendStatus::Refused);
         };
         if !conn.is_open() {
-            return SendStatus::Refused;
+            return Sent::Status(SendStatus::Refused);
         }
         let queued = conn.buffered_amount();
         // An empty queue takes any one message, so a maximal message always
         // fits; memory stays bounded by the larger of the limit and it.
         if queued > 0 && queued + size > config.max_send_queue {
             let _ = conn.close(close_code::POLICY_VIOLATION, "send queue limit exceeded");
-            self.deadline = time::after(time::stamp(now), config.close_timeout);
-            return SendStatus::Refused;
+            self.since = now;
+            return Sent::LimitClosed;
         }
-        if !push(conn) {
-            return SendStatus::Refused;
-        }
-        if conn.buffered_amount() > 0 && self.blocked {
+        Sent::Status(if !push(conn) {
+            SendStatus::Refused
+        } else if conn.buffered_amount() > 0 && self.blocked {
             SendStatus::Queued
         } else {
             SendStatus::Sent
-        }
+        })
     }
 
     /// Starts the closing handshake: a close frame with `code` and `reason`
     /// (cut to 123 bytes at a character boundary). False if the session is
     /// not open, already closing, or the code may not be sent (§7.4).
-    pub fn close(&mut self, now: Instant, config: &Config, code: u16, reason: &str) -> bool {
+    pub fn close(&mut self, now: impl Into<Time>, code: u16, reason: &str) -> bool {
+        let now = now.into().0;
         let State::Open(conn) = &mut self.state else {
             return false;
         };
@@ -523,18 +607,19 @@ impl Session {
         if conn.close(code, reason).is_err() {
             return false;
         }
-        self.deadline = time::after(time::stamp(now), config.close_timeout);
+        self.since = now;
         true
     }
 
     /// The server is shutting down: an open session closes with 1001, one
     /// still reading its request is done at once, a final answer is left
     /// to finish.
-    pub fn shutdown(&mut self, now: Instant, config: &Config) {
+    pub fn shutdown(&mut self, now: impl Into<Time>) {
+        let now = now.into().0;
         match &self.state {
             State::Handshake { .. } => self.done = true,
             State::Open(_) => {
-                self.close(now, config, close_code::GOING_AWAY, "server shutting down");
+                self.close(Time(now), close_code::GOING_AWAY, "server shutting down");
             }
             State::Reject(_) => {}
         }
@@ -547,6 +632,7 @@ impl Session {
     /// sends, [`Session::handle_timeout`]) and when the socket becomes
     /// writable again after [`Flow::Blocked`]. An error means the
     /// connection is gone: drop the session.
+    #[inline]
     pub fn transmit(&mut self, out: &mut (impl Transmit + ?Sized)) -> io::Result<Flow> {
         // What is queued is all the session will ever send: the socket is
         // closed or shut for writing as soon as it is written.
@@ -587,23 +673,45 @@ impl Session {
 
     /// The instant at which [`Session::handle_timeout`] has work to do:
     /// the end of the handshake, idle, close or drain wait. `None`: nothing
-    /// is awaited (an open session with no idle timeout).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.deadline != NEVER && !self.done).then(|| time::instant(self.deadline))
+    /// is awaited (an open session with no idle timeout, or one that is
+    /// done). Call it after anything that changed the session, to bound the
+    /// poll timeout.
+    pub fn poll_timeout(&self, config: &Config) -> Option<Instant> {
+        let at = self.deadline(config);
+        (at != NEVER).then(|| time::instant(at))
     }
 
     /// [`Session::poll_timeout`] as a stamp, for the loop's timer heap.
-    pub(crate) fn deadline(&self) -> Stamp {
-        self.deadline
+    pub(crate) fn deadline(&self, config: &Config) -> Stamp {
+        let after = |wait| time::after(self.since, wait);
+        if self.done {
+            return NEVER;
+        }
+        if self.peer_eof {
+            return after(config.close_timeout);
+        }
+        match &self.state {
+            State::Handshake { .. } => after(config.handshake_timeout),
+            State::Reject(_) => after(config.close_timeout),
+            State::Open(conn) if conn.close_sent() => after(config.close_timeout),
+            // Not answered yet (the application decides now): no wait.
+            State::Open(_) if !self.accepted => NEVER,
+            // Idle: a ping after `idle`, the close after another `idle`.
+            State::Open(_) => match config.idle_timeout {
+                Some(idle) if self.ping_sent => after(idle.saturating_mul(2)),
+                Some(idle) => after(idle),
+                None => NEVER,
+            },
+        }
     }
 
     /// Acts on the deadline if it has passed at `now` (earlier calls do
     /// nothing and return `None`): a handshake, close or drain that took too
     /// long is done; an idle client is pinged, and closed with 1001 if it
     /// stays silent for another idle period. Transmit afterwards.
-    pub fn handle_timeout(&mut self, now: Instant, config: &Config) -> Option<Expired> {
-        let now_stamp = time::stamp(now);
-        if self.done || self.deadline > now_stamp {
+    pub fn handle_timeout(&mut self, now: impl Into<Time>, config: &Config) -> Option<Expired> {
+        let now = now.into().0;
+        if self.deadline(config) > now {
             return None;
         }
         let expired = if self.peer_eof {
@@ -613,23 +721,17 @@ impl Session {
                 State::Handshake { .. } => Expired::Handshake,
                 State::Reject(_) => Expired::Close,
                 State::Open(conn) if conn.close_sent() => Expired::Close,
-                State::Open(conn) => match config.idle_timeout {
-                    Some(idle) if !self.ping_sent => {
-                        let _ = conn.ping(b"");
-                        self.ping_sent = true;
-                        self.deadline = time::after(now_stamp, idle);
-                        return Some(Expired::Ping);
-                    }
-                    Some(_) => {
-                        let _ = conn.close(close_code::GOING_AWAY, "idle timeout");
-                        self.deadline = time::after(now_stamp, config.close_timeout);
-                        return Some(Expired::Idle);
-                    }
-                    None => {
-                        self.deadline = NEVER;
-                        return None;
-                    }
-                },
+                State::Open(conn) if !self.ping_sent => {
+                    // Silent for `idle`: ask for a sign of life.
+                    let _ = conn.ping(b"");
+                    self.ping_sent = true;
+                    return Some(Expired::Ping);
+                }
+                State::Open(conn) => {
+                    let _ = conn.close(close_code::GOING_AWAY, "idle timeout");
+                    self.since = now;
+                    return Some(Expired::Idle);
+                }
             }
         };
         self.done = true;
@@ -638,28 +740,33 @@ impl Session {
 
     /// Whether the session is over: close the socket and drop it (with the
     /// application told, if [`Session::is_accepted`]).
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.done
     }
 
     /// Whether the session still reads: false once the peer shut its
     /// sending side (or the session is done).
+    #[inline]
     pub fn wants_input(&self) -> bool {
         !self.peer_eof && !self.done
     }
 
     /// Whether the application accepted the upgrade, so it is owed a close.
+    #[inline]
     pub fn is_accepted(&self) -> bool {
         self.accepted
     }
 
     /// Whether data messages can be sent: accepted and not closing.
+    #[inline]
     pub fn is_open(&self) -> bool {
         self.accepted && matches!(&self.state, State::Open(c) if c.is_open())
     }
 
     /// Whether [`Session::transmit`] has work: bytes are queued, or the
     /// close handshake just completed and the socket is to be closed.
+    #[inline]
     pub fn wants_transmit(&self) -> bool {
         match &self.state {
             State::Open(conn) => {
@@ -671,6 +778,7 @@ impl Session {
     }
 
     /// Whether bytes are queued for [`Session::transmit`].
+    #[inline]
     pub fn has_pending(&self) -> bool {
         match &self.state {
             State::Open(conn) => conn.buffered_amount() > 0,
@@ -681,11 +789,13 @@ impl Session {
 
     /// Whether the session is writing a final HTTP answer (refused, plain
     /// HTTP, over capacity) rather than serving a client.
+    #[inline]
     pub fn is_answering(&self) -> bool {
         matches!(self.state, State::Reject(_))
     }
 
     /// Bytes queued and not yet written, for an upgraded session.
+    #[inline]
     pub fn buffered_amount(&self) -> Option<usize> {
         match &self.state {
             State::Open(conn) => Some(conn.buffered_amount()),
@@ -695,6 +805,7 @@ impl Session {
 
     /// The `Sec-WebSocket-Extensions` answer in force (known from
     /// [`Action::Upgrade`] on), or `None`.
+    #[inline]
     pub fn extensions(&self) -> Option<&str> {
         match &self.state {
             State::Open(conn) => conn.extensions(),
@@ -713,13 +824,5 @@ impl Session {
             State::Open(conn) => (conn.close_code_sent().unwrap_or(close_code::ABNORMAL), ""),
             _ => (close_code::ABNORMAL, ""),
         }
-    }
-}
-
-/// The deadline of an open, silent client from `now`.
-fn idle_deadline(now: Instant, config: &Config) -> Stamp {
-    match config.idle_timeout {
-        Some(idle) => time::after(time::stamp(now), idle),
-        None => NEVER,
     }
 }

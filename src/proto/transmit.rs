@@ -32,6 +32,7 @@ impl<W: io::Write + ?Sized> Transmit for W {
 /// Writes what `queue` holds to `out` until it is empty or `out` would
 /// block. `Ok(true)`: the queue is empty. A peer that takes nothing
 /// (`Ok(0)`) is an error: `WriteZero`.
+#[inline]
 pub(crate) fn drain(
     queue: &mut SendQueue,
     out: &mut (impl Transmit + ?Sized),

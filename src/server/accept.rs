@@ -76,12 +76,12 @@ impl<H: Handler> Server<H> {
             warn!("{peer}: register failed: {e}");
             return;
         }
-        let (now, config) = (self.core.now, &self.core.config);
+        let now = self.core.time();
         let session = if over {
             debug!("{peer}: refused with 503, at max_clients");
-            Session::refuse_busy(now, config)
+            Session::refuse_busy(now)
         } else {
-            Session::new(now, config)
+            Session::new(now)
         };
         self.core.insert(stream, session, H::Data::default());
     }

@@ -18,8 +18,8 @@ use super::timers::{Due, Stamp, Timers};
 use crate::config::Config;
 use crate::id::{ConnId, SendStatus, TimerId};
 use crate::proto::message::{Broadcast, Message};
-use crate::proto::session::Session;
-use crate::proto::time::{self, NEVER};
+use crate::proto::session::{Sent, Session};
+use crate::proto::time::{self, Time, NEVER};
 
 /// One accepted TCP connection: its socket, its session, the handler's data
 /// and the loop's bookkeeping.
@@ -47,6 +47,8 @@ pub(crate) struct Core<D> {
     pub(super) now: Instant,
     /// `now` as a [`Stamp`], kept with it.
     now_stamp: Stamp,
+    /// What stamps count from ([`time::origin`], kept at hand).
+    origin: Instant,
     pub(super) config: Config,
     pub(super) dirty: Vec<usize>,
     next_gen: u32,
@@ -69,6 +71,7 @@ impl<D> Core<D> {
             timer_gen: 0,
             now,
             now_stamp: time::stamp(now),
+            origin: time::origin(),
             config,
             dirty: Vec::new(),
             next_gen: 0,
@@ -79,11 +82,6 @@ impl<D> Core<D> {
 
     fn client(&self, id: ConnId) -> Option<&Client<D>> {
         self.clients.get(id.key()).filter(|c| id.is(c.gen))
-    }
-
-    /// The id of the client in slot `key`.
-    pub(super) fn id(&self, key: usize) -> ConnId {
-        ConnId::new(key, self.clients[key].gen)
     }
 
     /// Stores a new client and returns its slot.
@@ -107,10 +105,15 @@ impl<D> Core<D> {
     /// after anything that may have changed it: queued bytes put it on the
     /// dirty list, an earlier deadline arms the timer heap, a final answer
     /// takes it out of the client count. The one place these are kept.
-    pub(super) fn touch(&mut self, key: usize) {
+    #[inline]
+    /// Returns whether the session is over (the caller removes it).
+    pub(super) fn touch(&mut self, key: usize) -> bool {
         let Some(c) = self.clients.get_mut(key) else {
-            return;
+            return false;
         };
+        if c.session.is_done() {
+            return true;
+        }
         let answering = c.session.is_answering();
         if answering != c.answering {
             c.answering = answering;
@@ -124,11 +127,12 @@ impl<D> Core<D> {
             c.dirty = true;
             self.dirty.push(key);
         }
-        let due = c.session.deadline();
+        let due = c.session.deadline(&self.config);
         if due < c.armed {
             c.armed = due;
             self.timers.push(due, Due::Client(key as u32, c.gen));
         }
+        false
     }
 
     /// `now` as a [`Stamp`].
@@ -136,25 +140,42 @@ impl<D> Core<D> {
         self.now_stamp
     }
 
+    /// `now` as sessions take it (converted once per event, not per call).
+    pub(super) fn time(&self) -> Time {
+        Time(self.now_stamp)
+    }
+
     /// Moves the loop's time (once per event or tick, not per message).
     pub(super) fn set_now(&mut self, now: Instant) {
         self.now = now;
-        self.now_stamp = time::stamp(now);
+        self.now_stamp = time::stamp_since(self.origin, now);
     }
 
+    #[inline]
     pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
         let Core {
             clients,
             config,
-            now,
+            now_stamp,
+            dirty,
             ..
         } = self;
         let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
             return SendStatus::Refused;
         };
-        let was_open = c.session.is_open();
-        let status = c.session.send(*now, config, msg, &mut Socket(&c.stream));
-        self.sent(id, was_open, status)
+        let sent = c
+            .session
+            .send_checked(Time(*now_stamp), config, msg, &mut Socket(&c.stream));
+        match sent {
+            Sent::Status(status) => {
+                if !c.dirty && c.session.has_pending() {
+                    c.dirty = true;
+                    dirty.push(id.key());
+                }
+                status
+            }
+            Sent::LimitClosed => self.limit_closed(id),
+        }
     }
 
     pub(crate) fn broadcast(
@@ -163,54 +184,52 @@ impl<D> Core<D> {
         msg: Message<'_>,
     ) -> usize {
         let mut b = Broadcast::new(msg);
+        let now = self.time();
         ids.into_iter()
             .filter(|&id| {
-                let Core {
-                    clients,
-                    config,
-                    now,
-                    ..
-                } = &mut *self;
-                let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+                let Some(c) = self.clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
                     return false;
                 };
-                let was_open = c.session.is_open();
-                let status = c.session.send_broadcast(*now, config, &mut b);
-                self.sent(id, was_open, status) != SendStatus::Refused
+                match c.session.send_broadcast_checked(now, &self.config, &mut b) {
+                    Sent::Status(SendStatus::Refused) => false,
+                    Sent::Status(_) => {
+                        if !c.dirty && c.session.has_pending() {
+                            c.dirty = true;
+                            self.dirty.push(id.key());
+                        }
+                        true
+                    }
+                    Sent::LimitClosed => {
+                        self.limit_closed(id);
+                        false
+                    }
+                }
             })
             .count()
     }
 
-    /// After a send to `id`: the send limit's close is logged, queued bytes
-    /// are scheduled.
-    fn sent(&mut self, id: ConnId, was_open: bool, status: SendStatus) -> SendStatus {
-        let key = id.key();
-        if status == SendStatus::Refused && was_open {
-            let c = &self.clients[key];
-            if !c.session.is_open() {
-                warn!(
-                    "{}: send queue would pass {} bytes, closing with 1008",
-                    Peer(&c.stream),
-                    self.config.max_send_queue
-                );
-            }
-        }
-        self.touch(key);
-        status
+    /// The send limit just closed `id`: say so, schedule its close frame
+    /// and arm its close timeout.
+    #[cold]
+    fn limit_closed(&mut self, id: ConnId) -> SendStatus {
+        warn!(
+            "{}: send queue would pass {} bytes, closing with 1008",
+            Peer(&self.clients[id.key()].stream),
+            self.config.max_send_queue
+        );
+        let _ = self.touch(id.key()); // closing never ends a session at once
+        SendStatus::Refused
     }
 
     pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
         let Core {
-            clients,
-            config,
-            now,
-            ..
+            clients, now_stamp, ..
         } = self;
         let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
             return false;
         };
-        let closed = c.session.close(*now, config, code, reason);
-        self.touch(id.key());
+        let closed = c.session.close(Time(*now_stamp), code, reason);
+        let _ = self.touch(id.key()); // a close never ends a session at once
         closed
     }
 

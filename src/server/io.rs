@@ -42,6 +42,7 @@ impl std::fmt::Display for Peer<'_> {
 pub(super) struct Socket<'a>(pub(super) &'a TcpStream);
 
 impl Transmit for Socket<'_> {
+    #[inline]
     fn transmit(&mut self, bufs: &[IoSlice<'_>], last: bool) -> io::Result<usize> {
         match bufs {
             [one] if last => write_last(self.0, one),
@@ -125,10 +126,11 @@ impl<H: Handler> Server<H> {
     /// when it is over.
     fn on_eof(&mut self, key: usize) {
         self.flush(key);
+        let now = self.core.time();
         let Some(c) = self.core.clients.get_mut(key) else {
             return; // flush finished it
         };
-        c.session.read_eof(self.core.now, &self.core.config);
+        c.session.read_eof(now);
         self.settle(key);
     }
 

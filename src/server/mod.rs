@@ -259,11 +259,14 @@ impl<H: Handler> Server<H> {
                 return Err(e);
             }
         }
+        // One instant for the whole batch: the clock is read once per poll,
+        // not once per event.
+        self.core.set_now(self.clock.now());
         for event in events.iter() {
-            self.handle_event(event);
+            self.dispatch(event);
         }
         self.events = Some(events);
-        self.tick();
+        self.run_due();
         Ok(())
     }
 
@@ -302,6 +305,10 @@ impl<H: Handler> Server<H> {
     /// Handles one readiness event for a token this server owns.
     pub fn handle_event(&mut self, event: &mio::event::Event) {
         self.core.set_now(self.clock.now());
+        self.dispatch(event);
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event) {
         let Some(slot) = event.token().0.checked_sub(self.tokens.start) else {
             return;
         };
@@ -324,6 +331,10 @@ impl<H: Handler> Server<H> {
     /// shutdown, and the flush of everything queued in this iteration.
     pub fn tick(&mut self) {
         self.core.set_now(self.clock.now());
+        self.run_due();
+    }
+
+    fn run_due(&mut self) {
         for (key, gen, read_closed) in std::mem::take(&mut self.backlog) {
             if self.core.clients.get(key).is_some_and(|c| c.gen == gen) {
                 self.read_ready(key, read_closed);
@@ -348,17 +359,17 @@ impl<H: Handler> Server<H> {
     /// Feeds bytes read from `key` to its session and dispatches what the
     /// session asks of the handler.
     fn on_bytes(&mut self, key: usize, bytes: &mut [u8]) {
+        let now = self.core.time();
         let mut pos = 0;
         while pos < bytes.len() {
             let Some(c) = self.core.clients.get_mut(key) else {
                 return;
             };
-            let (used, action) =
-                c.session
-                    .read(self.core.now, &self.core.config, &mut bytes[pos..]);
+            let id = ConnId::new(key, c.gen);
+            let (used, action) = c.session.read(now, &self.core.config, &mut bytes[pos..]);
             pos += used;
             if let Some(action) = action {
-                self.act(key, action);
+                self.act(id, action);
             }
         }
         self.settle(key);
@@ -367,34 +378,35 @@ impl<H: Handler> Server<H> {
     /// Removes `key` if its session is over, else brings the loop's
     /// bookkeeping in line with it.
     fn settle(&mut self, key: usize) {
-        match self.core.clients.get(key) {
-            Some(c) if c.session.is_done() => self.remove(key),
-            Some(_) => self.core.touch(key),
-            None => {}
+        if self.core.touch(key) {
+            self.remove(key);
         }
     }
 
     /// Does what the session of `key` asked: the handler decides upgrades
     /// and plain HTTP requests and receives messages; the rest is logged.
-    fn act(&mut self, key: usize, action: Action<'_>) {
-        let id = self.core.id(key);
+    fn act(&mut self, id: ConnId, action: Action<'_>) {
+        let key = id.key();
         match action {
             Action::Message(incoming) => {
                 self.handler
                     .on_message(&mut Ctx::new(&mut self.core), id, incoming.message());
-                if let Some(c) = self.core.clients.get_mut(key) {
-                    c.session.recycle(incoming);
+                // A message borrowed from the input has no buffer to give back.
+                if !incoming.is_borrowed() {
+                    if let Some(c) = self.core.clients.get_mut(key) {
+                        c.session.recycle(incoming);
+                    }
                 }
             }
             Action::Upgrade(request) => {
                 let decision = self
                     .handler
                     .on_open(&mut Ctx::new(&mut self.core), id, &request);
-                let (now, config) = (self.core.now, &self.core.config);
+                let now = self.core.time();
                 let c = &mut self.core.clients[key];
                 match decision {
                     Decision::Accept { protocol } => {
-                        c.session.accept(now, config, &request, protocol.as_deref());
+                        c.session.accept(now, &request, protocol.as_deref());
                         debug!("{} {} opened as {id}", Peer(&c.stream), request.path());
                     }
                     Decision::Reject { status, reason } => {
@@ -402,13 +414,13 @@ impl<H: Handler> Server<H> {
                             "{}: refused by the handler with {status}: {reason}",
                             Peer(&c.stream)
                         );
-                        c.session.reject(now, config, status, &reason);
+                        c.session.reject(now, status, &reason);
                     }
                 }
             }
             Action::Http(request) => {
                 let response = self.handler.on_http(&request);
-                let (now, config) = (self.core.now, &self.core.config);
+                let now = self.core.time();
                 let c = &mut self.core.clients[key];
                 debug!(
                     "{}: plain HTTP {} {}",
@@ -416,7 +428,7 @@ impl<H: Handler> Server<H> {
                     request.method(),
                     request.target()
                 );
-                c.session.respond(now, config, &request, response.as_ref());
+                c.session.respond(now, &request, response.as_ref());
             }
             Action::Refused(e) => debug!(
                 "{}: handshake refused with {}: {e}",
@@ -455,7 +467,7 @@ impl<H: Handler> Server<H> {
                         continue; // superseded by an earlier entry
                     }
                     c.armed = NEVER;
-                    if c.session.deadline() <= now {
+                    if c.session.deadline(&self.core.config) <= now {
                         self.expire(key);
                     } else {
                         self.core.touch(key);
@@ -475,7 +487,7 @@ impl<H: Handler> Server<H> {
 
     /// A client's deadline passed.
     fn expire(&mut self, key: usize) {
-        let (now, config) = (self.core.now, &self.core.config);
+        let (now, config) = (self.core.time(), &self.core.config);
         let c = &mut self.core.clients[key];
         match c.session.handle_timeout(now, config) {
             Some(Expired::Handshake) => debug!(
@@ -506,8 +518,8 @@ impl<H: Handler> Server<H> {
         self.shutdown_deadline = Some(self.core.now + self.core.config.close_timeout);
         let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let (now, config) = (self.core.now, &self.core.config);
-            self.core.clients[key].session.shutdown(now, config);
+            let now = self.core.time();
+            self.core.clients[key].session.shutdown(now);
             self.settle(key);
         }
     }
