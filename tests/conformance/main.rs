@@ -14,6 +14,8 @@
 //! `scripts/conformance-report` runs this suite and writes CONFORMANCE.md.
 
 mod client;
+#[path = "../support/frame.rs"]
+mod frame;
 #[cfg(feature = "deflate")]
 mod puff;
 #[path = "../support/rng.rs"]
