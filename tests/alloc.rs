@@ -195,13 +195,7 @@ mod deflate {
             "review", "my", "patch", "for", "deflate", "window", "bits", "thanks", "see",
             "tomorrow", "meeting", "moved", "to", "three", "o'clock",
         ];
-        let mut seed = 0x2545_f491_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
         let mut messages: Vec<Vec<u8>> = (0..8)
             .map(|i| {
                 let mut text = format!(
@@ -209,18 +203,14 @@ mod deflate {
                     i * 37
                 );
                 while text.len() < 1000 {
-                    text.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+                    text.push_str(rng.choice(WORDS).unwrap());
                     text.push(' ');
                 }
                 text.push_str("\"}");
                 text.into_bytes()
             })
             .collect();
-        messages.push(
-            (0..1000)
-                .map(|_| BASE64[(next() >> 20) as usize % 64])
-                .collect(),
-        );
+        messages.push((0..1000).map(|_| *rng.choice(BASE64).unwrap()).collect());
         messages
     }
 

@@ -1004,19 +1004,12 @@ use raw_ws::{compress, inflate, RawWs, BINARY, CONTINUATION, TEXT};
 #[cfg(feature = "deflate")]
 const OFFER: &str = "permessage-deflate; client_max_window_bits";
 
-/// `n` pseudo-random bytes (xorshift32): nothing for deflate to find within
-/// them.
+/// `n` pseudo-random bytes: nothing for deflate to find within them.
 #[cfg(feature = "deflate")]
 fn noise(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut out = vec![0; n];
+    fastrand::Rng::with_seed(seed.into()).fill(&mut out);
+    out
 }
 
 /// `noise` `times` over, then as many zeros: the zeros make the message

@@ -1432,14 +1432,11 @@ mod deflate {
             "socket", "frame", "window", "deflate", "loop", "message", "the", "a", "server",
             "client",
         ];
-        let mut x = seed | 1;
+        let mut rng = fastrand::Rng::with_seed(seed);
         let mut s = String::with_capacity(n + 16);
         while s.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            s.push_str(WORDS[(x % 10) as usize]);
-            s.push(if x % 7 == 0 { '\n' } else { ' ' });
+            s.push_str(rng.choice(WORDS).unwrap());
+            s.push(if rng.u8(..7) == 0 { '\n' } else { ' ' });
         }
         s.truncate(n);
         s
@@ -1850,15 +1847,8 @@ mod deflate {
     /// the compressible message after them is compressed again.
     #[test]
     fn deflate_incompressible_messages_go_out_as_is() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut noise = vec![0u8; 4096];
+        fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15).fill(&mut noise);
         let mut conn = deflate_server(&[]);
         conn.send(Message::Binary(&noise)).unwrap();
         let f = frames(&drain(&mut conn));

@@ -18,8 +18,6 @@ mod client;
 mod frame;
 #[cfg(feature = "deflate")]
 mod puff;
-#[path = "../support/rng.rs"]
-mod rng;
 mod s10_autofrag;
 #[cfg(feature = "deflate")]
 mod s12_s13_compression;

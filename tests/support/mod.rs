@@ -738,17 +738,11 @@ impl RawClient {
     }
 }
 
-/// A deterministic pseudo-random payload.
+/// A deterministic pseudo-random payload: the same for the same seed.
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    let mut out = vec![0; len];
+    fastrand::Rng::with_seed(seed.into()).fill(&mut out);
+    out
 }
 
 // ---------------------------------------------------------------------------
