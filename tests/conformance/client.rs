@@ -219,7 +219,9 @@ impl Client {
     pub fn send(&mut self, frames: &[Frame], chop: Chop) {
         // A close frame with RSV bits is a protocol error, not a close
         // (Autobahn 3.7 expects the server to fail the connection).
-        self.sent_close |= frames.iter().any(|f| f.opcode == CLOSE && f.rsv == 0);
+        self.sent_close |= frames
+            .iter()
+            .any(|f| f.head.opcode == CLOSE && f.head.rsv == 0);
         match chop {
             Chop::PerFrame => {
                 for f in frames {

@@ -452,7 +452,7 @@ fn compressed(opcode: u8, body: &[u8], frag: usize) -> Vec<Frame> {
     } else {
         fragments(opcode, body, frag)
     };
-    frames[0].rsv = 0b100;
+    frames[0].head.rsv = 0b100;
     frames
 }
 

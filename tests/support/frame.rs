@@ -35,19 +35,15 @@ pub enum LenForm {
     Ext64,
 }
 
-/// A frame to send, with every header bit under the test's control.
+/// A frame to send: a header with every bit under the test's control, its
+/// length form, and the payload.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    pub fin: bool,
-    /// RSV1..RSV3 as the low three bits (RSV1 = 0b100).
-    pub rsv: u8,
-    /// The raw 4-bit opcode (reserved ones included).
-    pub opcode: u8,
-    pub mask: Option<[u8; 4]>,
+    /// FIN, RSV bits, the raw 4-bit opcode (reserved ones included), the
+    /// mask, and the length the header announces: the payload's unless
+    /// [`Frame::announce`] says otherwise (the payload is still what is sent).
+    pub head: FrameHeader,
     pub len_form: LenForm,
-    /// Overrides the length written in the header (the payload is still
-    /// what is sent): for headers that announce more, or less, than follows.
-    pub announced_len: Option<u64>,
     pub payload: Vec<u8>,
 }
 
@@ -55,14 +51,17 @@ impl Frame {
     /// A final frame masked with [`MASK`], no RSV bits, the minimal length
     /// form.
     pub fn new(opcode: u8, payload: impl Into<Vec<u8>>) -> Frame {
+        let payload = payload.into();
         Frame {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: Some(MASK),
+            head: FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode,
+                mask: Some(MASK),
+                len: payload.len() as u64,
+            },
             len_form: LenForm::Minimal,
-            announced_len: None,
-            payload: payload.into(),
+            payload,
         }
     }
 
@@ -108,18 +107,19 @@ impl Frame {
     }
 
     pub fn fin(mut self, fin: bool) -> Frame {
-        self.fin = fin;
+        self.head.fin = fin;
         self
     }
 
+    /// RSV1..RSV3 as the low three bits (RSV1 = 0b100).
     pub fn rsv(mut self, rsv: u8) -> Frame {
-        self.rsv = rsv;
+        self.head.rsv = rsv;
         self
     }
 
     /// The masking key, or `None` for an unmasked frame (as a server sends).
     pub fn mask(mut self, mask: Option<[u8; 4]>) -> Frame {
-        self.mask = mask;
+        self.head.mask = mask;
         self
     }
 
@@ -128,25 +128,19 @@ impl Frame {
         self
     }
 
+    /// The length the header announces, whatever the payload's.
     pub fn announce(mut self, len: u64) -> Frame {
-        self.announced_len = Some(len);
+        self.head.len = len;
         self
     }
 
     /// The header alone (what precedes the payload on the wire).
     pub fn header(&self) -> Vec<u8> {
-        let len = self.announced_len.unwrap_or(self.payload.len() as u64);
-        let header = FrameHeader {
-            fin: self.fin,
-            rsv: self.rsv,
-            opcode: self.opcode,
-            mask: self.mask,
-            len,
-        };
         let mut buf = [0u8; MAX_HEADER_LEN];
-        let n = header.encode(&mut buf);
+        let n = self.head.encode(&mut buf);
         // A longer length form than the minimal one, which RFC 6455 §5.2
         // forbids and the library therefore never writes.
+        let len = self.head.len;
         let (code, ext) = match self.len_form {
             LenForm::Minimal => return buf[..n].to_vec(),
             LenForm::Ext16 => {
@@ -155,7 +149,11 @@ impl Frame {
             }
             LenForm::Ext64 => (127, len.to_be_bytes().to_vec()),
         };
-        let key = if self.mask.is_some() { n - 4..n } else { n..n };
+        let key = if self.head.mask.is_some() {
+            n - 4..n
+        } else {
+            n..n
+        };
         let mut out = vec![buf[0], (buf[1] & 0x80) | code];
         out.extend_from_slice(&ext);
         out.extend_from_slice(&buf[key]);
@@ -167,7 +165,7 @@ impl Frame {
         let mut out = self.header();
         let start = out.len();
         out.extend_from_slice(&self.payload);
-        if let Some(key) = self.mask {
+        if let Some(key) = self.head.mask {
             apply_mask(&mut out[start..], key, 0);
         }
         out
