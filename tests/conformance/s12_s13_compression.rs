@@ -208,27 +208,16 @@ impl Corpus {
 pub fn corpora() -> &'static [Corpus; 5] {
     static CORPORA: OnceLock<[Corpus; 5]> = OnceLock::new();
     CORPORA.get_or_init(|| {
+        let seed = Rng::with_seed;
         [
-            Corpus::new("JSON records (text)", true, json(&mut Rng::with_seed(1))),
-            Corpus::new(
-                "grey-scale bitmap (binary)",
-                false,
-                bitmap(&mut Rng::with_seed(2)),
-            ),
-            Corpus::new(
-                "German verse (binary)",
-                false,
-                verse(&mut Rng::with_seed(3)),
-            ),
-            Corpus::new(
-                "HTML with non-ASCII text (text)",
-                true,
-                html(&mut Rng::with_seed(4)),
-            ),
+            Corpus::new("JSON records (text)", true, json(&mut seed(1))),
+            Corpus::new("grey-scale bitmap (binary)", false, bitmap(&mut seed(2))),
+            Corpus::new("German verse (binary)", false, verse(&mut seed(3))),
+            Corpus::new("HTML with non-ASCII text (text)", true, html(&mut seed(4))),
             Corpus::new(
                 "PDF-like, mostly incompressible (binary)",
                 false,
-                pdf(&mut Rng::with_seed(5)),
+                pdf(&mut seed(5)),
             ),
         ]
     })
