@@ -6,8 +6,9 @@
 //! do not carry a second codec; only the non-minimal length forms, which
 //! the library never writes, are spelled out here.
 //!
-//! Shared by every test crate: `support/mod.rs` has it as `support::frame`,
-//! the others include it by path (`#[path = "support/frame.rs"] mod frame;`).
+//! Shared by the test crates that send frames and by the bench:
+//! `support/mod.rs` has it as `support::frame`, the others include it by
+//! path (`#[path = "support/frame.rs"] mod frame;`).
 
 #![allow(dead_code)] // each test crate uses what it needs
 
