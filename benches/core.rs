@@ -20,12 +20,16 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wsloop::proto::frame::{FrameHeader, OpCode, Role, MAX_HEADER_LEN};
+use wsloop::proto::frame::Role;
 use wsloop::proto::mask::{apply_mask, apply_mask_plain};
 use wsloop::proto::{Connection, Event};
 use wsloop::Config;
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+// The tests' frame builder.
+#[path = "../tests/support/frame.rs"]
+mod frame;
+
+use frame::{Frame, MASK};
 
 fn quick() -> Criterion {
     Criterion::default()
@@ -96,29 +100,11 @@ fn text_64k() -> String {
     s
 }
 
-/// A client-to-server frame: masked text carrying `text`.
-fn masked_text_frame(text: &str) -> Vec<u8> {
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode: OpCode::Text.as_u8(),
-        mask: Some(MASK),
-        len: text.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
-    let mut frame = head[..n].to_vec();
-    let start = frame.len();
-    frame.extend_from_slice(text.as_bytes());
-    apply_mask_plain(&mut frame[start..], MASK, 0);
-    frame
-}
-
 fn decode_text_64k(c: &mut Criterion) {
     let text = text_64k();
     assert_eq!(text.len(), 64 << 10);
     assert!(text.len() > text.chars().count(), "has multibyte chars");
-    let pristine = masked_text_frame(&text);
+    let pristine = Frame::text(&text).encode(); // masked with MASK
     let mut work = pristine.clone();
     let mut conn = Connection::new(Role::Server, &Config::default());
 

@@ -36,6 +36,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use fastrand::Rng;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use wsloop::proto::frame::{FrameHeader, MAX_HEADER_LEN};
@@ -255,54 +256,10 @@ fn parse_size(s: &str) -> Result<usize, String> {
 
 // ---------------------------------------------------------------- helpers
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut r = Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1);
-        r.next();
-        r
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// An exponentially distributed wait with the given mean (seconds).
-    fn exp(&mut self, mean: f64) -> Duration {
-        let u = 1.0 - self.unit(); // (0, 1]
-        Duration::from_secs_f64((-u.ln() * mean).min(1e6))
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        let mut chunks = out.chunks_exact_mut(8);
-        for c in &mut chunks {
-            c.copy_from_slice(&self.next().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let last = self.next().to_le_bytes();
-        let n = rest.len();
-        rest.copy_from_slice(&last[..n]);
-    }
+/// An exponentially distributed wait with the given mean (seconds).
+fn exp_wait(rng: &mut Rng, mean: f64) -> Duration {
+    let u = 1.0 - rng.f64(); // (0, 1]
+    Duration::from_secs_f64((-u.ln() * mean).min(1e6))
 }
 
 /// A wait of mean `1 / rate` seconds; far away for a zero rate.
@@ -310,7 +267,7 @@ fn wait_for_rate(rng: &mut Rng, rate: f64) -> Duration {
     if rate <= 0.0 {
         Duration::from_secs(1 << 30)
     } else {
-        rng.exp(1.0 / rate)
+        exp_wait(rng, 1.0 / rate)
     }
 }
 
@@ -389,7 +346,7 @@ fn text_body(rng: &mut Rng, n: usize) -> Vec<u8> {
     const ALNUM: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _";
     let mut v = Vec::with_capacity(n);
     while v.len() < n {
-        for b in rng.next().to_le_bytes() {
+        for b in rng.u64(..).to_le_bytes() {
             let room = n - v.len();
             if room == 0 {
                 break;
@@ -466,14 +423,14 @@ fn build_message(
 /// A message size: mostly small, some medium, a few up to `max`, and now
 /// and then exactly 0 or exactly `max`.
 fn draw_size(rng: &mut Rng, max: usize) -> usize {
-    let cap = match rng.below(100) {
+    let cap = match rng.u32(..100) {
         0 => return 0,
         1..=84 => 1024,
         85..=98 => 64 * 1024,
-        _ if rng.chance(0.25) => return max,
+        _ if rng.f64() < 0.25 => return max,
         _ => max,
     };
-    rng.below(cap.min(max) as u64 + 1) as usize
+    rng.usize(..=cap.min(max))
 }
 
 // ---------------------------------------------------------------- state
@@ -620,7 +577,7 @@ impl Soak {
         config.max_frame_size = largest.min(u32::MAX as usize);
         config.max_message_size = largest.min(u32::MAX as usize);
         Ok(Soak {
-            rng: Rng::new(opts.seed),
+            rng: Rng::with_seed(opts.seed),
             opts,
             poll: Poll::new()?,
             slots,
@@ -1030,7 +987,7 @@ impl Soak {
         let _ = self.poll.registry().deregister(&mut s.stream);
         self.senders.remove(&s.id);
         if self.stage == Stage::Running {
-            let delay = Duration::from_millis(self.rng.below(1000));
+            let delay = Duration::from_millis(self.rng.u64(..1000));
             self.slots[idx].reconnect_at = Some(Instant::now() + delay);
         }
     }
@@ -1162,7 +1119,7 @@ impl Soak {
         };
         s.next_send = now + wait_for_rate(&mut self.rng, rate);
         s.next_ping = now + wait_for_rate(&mut self.rng, self.opts.ping_rate);
-        s.life_end = now + self.rng.exp(self.opts.session_seconds);
+        s.life_end = now + exp_wait(&mut self.rng, self.opts.session_seconds);
     }
 
     /// WebSocket bytes from the server.
@@ -1404,7 +1361,7 @@ impl Soak {
     /// a close frame (whatever is queued either way), or a close handshake.
     fn random_disconnect(&mut self, s: &mut Session, now: Instant) -> bool {
         self.senders.remove(&s.id);
-        match self.rng.below(3) {
+        match self.rng.u32(..3) {
             0 => {
                 self.stats.drops_fin += 1;
                 false
@@ -1426,7 +1383,7 @@ impl Soak {
 
     fn send_echo(&mut self, s: &mut Session) {
         let size = draw_size(&mut self.rng, self.opts.max_size);
-        let text = self.rng.chance(0.5);
+        let text = self.rng.f64() < 0.5;
         let (bytes, expect) = build_message(&mut self.rng, s.client, s.id, s.next_seq, size, text);
         s.next_seq += 1;
         s.expect_bytes += expect.len;
@@ -1452,7 +1409,7 @@ impl Soak {
     }
 
     fn send_ping(&mut self, s: &mut Session) {
-        let len = self.rng.below(126) as usize;
+        let len = self.rng.usize(..126);
         let mut payload = vec![0; len];
         self.rng.fill(&mut payload);
         if s.conn.ping(&payload).is_ok() {
@@ -1465,7 +1422,7 @@ impl Soak {
     /// random points (empty fragments included) into masked frames built
     /// here, with pings now and then between the fragments.
     fn queue_message(&mut self, s: &mut Session, payload: &[u8], text: bool) {
-        let whole = payload.len() < 2 || self.rng.chance(0.4);
+        let whole = payload.len() < 2 || self.rng.f64() < 0.4;
         if whole {
             let msg = match (text, std::str::from_utf8(payload)) {
                 (true, Ok(t)) => Message::Text(t),
@@ -1474,16 +1431,16 @@ impl Soak {
             let _ = s.conn.send(msg);
             return;
         }
-        let pieces = 2 + self.rng.below(7) as usize;
+        let pieces = self.rng.usize(2..9);
         let mut cuts: Vec<usize> = (1..pieces)
-            .map(|_| self.rng.below(payload.len() as u64 + 1) as usize)
+            .map(|_| self.rng.usize(..=payload.len()))
             .collect();
         cuts.sort_unstable();
         cuts.push(payload.len());
         self.stats.fragmented += 1;
         let mut from = 0;
         for (i, &to) in cuts.iter().enumerate() {
-            if i > 0 && self.rng.chance(0.1) {
+            if i > 0 && self.rng.f64() < 0.1 {
                 self.send_ping(s);
             }
             let opcode = match (i, text) {

@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 
 use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
 
+#[path = "support/frame.rs"]
+mod frame;
+
+use frame::Frame;
+
 struct Counting;
 
 thread_local! {
@@ -67,22 +72,9 @@ impl Handler for Echo {
 
 /// A masked client frame.
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    Frame::new(opcode, payload)
+        .mask(Some([0x11, 0x22, 0x33, 0x44]))
+        .encode()
 }
 
 /// Steps the server until `want` bytes came back to the client; returns the
@@ -203,13 +195,7 @@ mod deflate {
             "review", "my", "patch", "for", "deflate", "window", "bits", "thanks", "see",
             "tomorrow", "meeting", "moved", "to", "three", "o'clock",
         ];
-        let mut seed = 0x2545_f491_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
         let mut messages: Vec<Vec<u8>> = (0..8)
             .map(|i| {
                 let mut text = format!(
@@ -217,18 +203,14 @@ mod deflate {
                     i * 37
                 );
                 while text.len() < 1000 {
-                    text.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+                    text.push_str(rng.choice(WORDS).unwrap());
                     text.push(' ');
                 }
                 text.push_str("\"}");
                 text.into_bytes()
             })
             .collect();
-        messages.push(
-            (0..1000)
-                .map(|_| BASE64[(next() >> 20) as usize % 64])
-                .collect(),
-        );
+        messages.push((0..1000).map(|_| *rng.choice(BASE64).unwrap()).collect());
         messages
     }
 
@@ -239,9 +221,10 @@ mod deflate {
     fn compressed_frame(payload: &[u8]) -> Vec<u8> {
         let mut body = Vec::new();
         Deflater::new(15, 6, true).compress(payload, &mut body);
-        let mut f = frame(1, &body);
-        f[0] |= 0x40; // RSV1: a compressed message
-        f
+        Frame::text(body)
+            .rsv(0b100) // RSV1: a compressed message
+            .mask(Some([0x11, 0x22, 0x33, 0x44]))
+            .encode()
     }
 
     /// Writes `request`, steps the server until one whole frame came back;

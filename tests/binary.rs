@@ -14,6 +14,9 @@ use tungstenite::client::ClientRequestBuilder;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message, WebSocket};
 
+#[cfg(feature = "deflate")]
+#[path = "support/frame.rs"]
+mod frame;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/wsloop_bin.rs"]
@@ -817,13 +820,11 @@ mod raw_ws {
     use super::*;
     use flate2::{Compress, Decompress, FlushCompress, FlushDecompress};
 
+    use crate::frame::Frame;
+    pub use crate::frame::{BINARY, CLOSE, CONT as CONTINUATION, TEXT};
+
     /// The end of a sync flush, left out of every compressed message.
     const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-    pub const TEXT: u8 = 0x1;
-    pub const BINARY: u8 = 0x2;
-    pub const CONTINUATION: u8 = 0x0;
-    pub const CLOSE: u8 = 0x8;
 
     /// One message as it came: the opcode and RSV1 of its first frame and
     /// the payloads joined.
@@ -876,21 +877,10 @@ mod raw_ws {
 
         /// Sends one masked frame.
         pub fn send(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) {
-            let mut frame = vec![(u8::from(fin) << 7) | (u8::from(rsv1) << 6) | opcode];
-            match payload.len() {
-                n if n < 126 => frame.push(0x80 | n as u8),
-                n if n <= 0xffff => {
-                    frame.push(0x80 | 126);
-                    frame.extend_from_slice(&(n as u16).to_be_bytes());
-                }
-                n => {
-                    frame.push(0x80 | 127);
-                    frame.extend_from_slice(&(n as u64).to_be_bytes());
-                }
-            }
-            let mask = [0x37, 0xfa, 0x21, 0x3d];
-            frame.extend_from_slice(&mask);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            let frame = Frame::new(opcode, payload)
+                .fin(fin)
+                .rsv(if rsv1 { 0b100 } else { 0 })
+                .encode();
             self.stream.write_all(&frame).expect("send a frame");
         }
 
@@ -1014,19 +1004,12 @@ use raw_ws::{compress, inflate, RawWs, BINARY, CONTINUATION, TEXT};
 #[cfg(feature = "deflate")]
 const OFFER: &str = "permessage-deflate; client_max_window_bits";
 
-/// `n` pseudo-random bytes (xorshift32): nothing for deflate to find within
-/// them.
+/// `n` pseudo-random bytes: nothing for deflate to find within them.
 #[cfg(feature = "deflate")]
 fn noise(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut out = vec![0; n];
+    fastrand::Rng::with_seed(seed.into()).fill(&mut out);
+    out
 }
 
 /// `noise` `times` over, then as many zeros: the zeros make the message

@@ -18,9 +18,7 @@ use wsloop::proto::deflate::{
 use wsloop::proto::handshake::{parse_request, ExtensionOffer, Parsed, Request};
 use wsloop::Config;
 
-#[path = "support/rng.rs"]
-mod rng;
-use rng::Rng;
+use fastrand::Rng;
 
 // ------------------------------------------------------- counting allocator
 
@@ -101,10 +99,17 @@ fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
     ];
     let mut out = Vec::with_capacity(n + 16);
     while out.len() < n {
-        out.extend_from_slice(WORDS[rng.below(WORDS.len())].as_bytes());
-        out.push(if rng.below(8) == 0 { b'\n' } else { b' ' });
+        out.extend_from_slice(rng.choice(WORDS).unwrap().as_bytes());
+        out.push(if rng.u8(..8) == 0 { b'\n' } else { b' ' });
     }
     out.truncate(n);
+    out
+}
+
+/// `n` random bytes: nothing for deflate to find.
+fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    rng.fill(&mut out);
     out
 }
 
@@ -140,8 +145,8 @@ fn inflate(inflater: &mut Inflater, body: &[u8]) -> Result<Vec<u8>, InflateError
 }
 
 fn random_pieces(rng: &mut Rng, len: usize) -> Vec<usize> {
-    let max = [1, 3, 17, 200, 4096, len.max(1)][rng.below(6)];
-    (0..64).map(|_| 1 + rng.below(max)).collect()
+    let max = rng.choice([1, 3, 17, 200, 4096, len.max(1)]).unwrap();
+    (0..64).map(|_| rng.usize(1..=max)).collect()
 }
 
 // -------------------------------------------------------------- negotiation
@@ -532,7 +537,7 @@ const SIZES: [usize; 6] = [0, 1, 16, 125, 16 * 1024, 128 * 1024];
 
 #[test]
 fn round_trips_every_size_window_and_takeover_in_random_pieces() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     for bits in [15, 12, 9] {
         for no_context_takeover in [false, true] {
             let mut deflater = Deflater::new(bits, 1, no_context_takeover);
@@ -542,7 +547,7 @@ fn round_trips_every_size_window_and_takeover_in_random_pieces() {
                     let payload = if compressible {
                         text(&mut rng, size)
                     } else {
-                        rng.bytes(size)
+                        random_bytes(&mut rng, size)
                     };
                     let body = compress(&mut deflater, &payload);
                     assert!(
@@ -578,7 +583,7 @@ fn round_trips_every_size_window_and_takeover_in_random_pieces() {
 
 #[test]
 fn every_level_round_trips() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::with_seed(7);
     let payload = text(&mut rng, 40_000);
     let mut sizes = Vec::new();
     for level in 0..=9 {
@@ -599,7 +604,7 @@ fn every_level_round_trips() {
 
     // Incompressible data: level 1 grows it by about 5.5%, levels 2 to 9
     // fall back to stored blocks (a few bytes per 16 KiB or so).
-    let random = rng.bytes(64 * 1024);
+    let random = random_bytes(&mut rng, 64 * 1024);
     for level in 0..=9 {
         let body = compress(&mut Deflater::new(15, level, true), &random);
         let bound = if level == 1 {
@@ -614,7 +619,7 @@ fn every_level_round_trips() {
 
 #[test]
 fn context_takeover_shrinks_repeats_and_no_takeover_repeats_exactly() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::with_seed(42);
     let payload = text(&mut rng, 2000);
     // (level, how much smaller the repeat must be at least)
     for (level, factor) in [(1, 2), (6, 10)] {
@@ -655,9 +660,15 @@ fn every_window_reads_its_own_data_byte_by_byte() {
     // 2.6 KiB where the window allows. Fed a byte at a time, each call
     // yields a few bytes and back references must come from the inflater's
     // own window, not the caller's output.
-    let mut rng = Rng(3);
-    let block = rng.bytes(2048);
-    let payload = [block.clone(), rng.bytes(600), block, text(&mut rng, 3000)].concat();
+    let mut rng = Rng::with_seed(3);
+    let block = random_bytes(&mut rng, 2048);
+    let payload = [
+        block.clone(),
+        random_bytes(&mut rng, 600),
+        block,
+        text(&mut rng, 3000),
+    ]
+    .concat();
     for bits in 9..=15 {
         for no_context_takeover in [false, true] {
             let mut deflater = Deflater::new(bits, 6, no_context_takeover);
@@ -814,13 +825,13 @@ fn bomb_limit_counts_the_whole_message_not_one_piece() {
 
 #[test]
 fn garbage_is_invalid() {
-    let mut rng = Rng(0xdead_beef);
+    let mut rng = Rng::with_seed(0xdead_beef);
     let cases: Vec<Vec<u8>> = vec![
         vec![0xff],                         // BTYPE 11: reserved
         vec![0x07, 0x00],                   // reserved block type again
         vec![0x00, 0x05, 0x00, 0x00, 0x00], // stored block whose NLEN is not ~LEN
         vec![0xfc, 0xff, 0xff, 0xff, 0xff], // dynamic block with impossible code lengths
-        rng.bytes(4096),
+        random_bytes(&mut rng, 4096),
     ];
     for garbage in cases {
         let mut inflater = Inflater::new(false);
@@ -848,7 +859,7 @@ fn held<T>(f: impl FnOnce() -> T) -> (T, isize) {
 
 #[test]
 fn memory_of_a_compressor_and_decompressor_pair() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::with_seed(11);
     let payload = text(&mut rng, 16 * 1024);
     println!("permessage-deflate memory (heap bytes, flate2 on zlib-rs, level 1):");
     println!(
@@ -891,7 +902,7 @@ fn warm_codecs_allocate_nothing_per_message() {
     // What the zero-allocation echo path (tests/alloc.rs) will need: with
     // the caller's buffers reused, a message costs no allocation, with or
     // without context takeover (a reset keeps the state's memory).
-    let mut rng = Rng(5);
+    let mut rng = Rng::with_seed(5);
     let payload = text(&mut rng, 3000);
     for bits in [15u8, 9] {
         for no_context_takeover in [false, true] {

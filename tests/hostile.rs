@@ -425,9 +425,10 @@ fn frame_announcing_2_pow_63_minus_1_bytes_is_refused_at_once_without_allocating
     ];
     for (len, codes) in cases {
         let mut c = RawClient::open_blocking(server.addr, "/echo");
-        let mut bytes = vec![0x82, 0x80 | 127];
-        bytes.extend_from_slice(&len.to_be_bytes());
-        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        let mut bytes = Frame::binary(b"")
+            .mask(Some([1, 2, 3, 4]))
+            .announce(len)
+            .header();
         bytes.extend_from_slice(&[0x55; 1000]); // a little of the "payload"
         let started = Instant::now();
         c.write_blocking(&bytes);

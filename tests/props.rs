@@ -12,15 +12,21 @@ use wsloop::proto::Role;
 use wsloop::proto::{Connection, Event, ProtocolError};
 use wsloop::Config;
 
+#[path = "support/frame.rs"]
+mod frame;
 #[path = "support/sansio.rs"]
 mod sansio;
 
-use sansio::{encode_frame, own, raw_frame, Ev};
+use frame::Frame;
+use sansio::{own, Ev};
 
 // ------------------------------------------------------------------ helpers
 
 fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    raw_frame((u8::from(fin) << 7) | opcode, payload, Some(mask))
+    Frame::new(opcode, payload)
+        .fin(fin)
+        .mask(Some(mask))
+        .encode()
 }
 
 /// What a run produced: events, whether each message was borrowed, the
@@ -588,7 +594,12 @@ fn spec_bytes_then(specs: &[FrameSpec], noise: &[u8]) -> Vec<u8> {
     let mut wire = Vec::new();
     for s in specs {
         let len = s.announce.unwrap_or(s.payload.len() as u64);
-        wire.extend(encode_frame(s.b0, &s.payload, s.mask, len));
+        wire.extend(
+            Frame::from_b0(s.b0, s.payload.as_slice())
+                .mask(s.mask)
+                .announce(len)
+                .encode(),
+        );
     }
     wire.extend_from_slice(noise);
     wire

@@ -8,28 +8,28 @@ use wsloop::proto::Role;
 use wsloop::proto::{encode_shared, Connection, Event, Message, ProtocolError, SendError};
 use wsloop::Config;
 
+#[path = "support/frame.rs"]
+mod frame;
 #[path = "support/sansio.rs"]
 mod sansio;
 
-use sansio::{header, own, raw_frame, Ev};
+use frame::{Frame, BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT};
+use sansio::{own, Ev};
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-const CONT: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
-
-/// A masked client frame.
+/// A client frame masked with [`MASK`].
 fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    raw_frame((u8::from(fin) << 7) | opcode, payload, Some(MASK))
+    Frame::new(opcode, payload).fin(fin).encode()
 }
 
 /// An unmasked frame as a server sends it.
 fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    raw_frame(0x80 | opcode, payload, None)
+    Frame::new(opcode, payload).mask(None).encode()
+}
+
+/// A header masked with [`MASK`] whose first byte is `b0`, announcing `len`
+/// payload bytes.
+fn header(b0: u8, len: u64) -> Vec<u8> {
+    Frame::from_b0(b0, Vec::new()).announce(len).header()
 }
 
 fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
@@ -603,12 +603,12 @@ fn unmasked_client_frame_is_1002_with_exact_close_bytes() {
 fn every_rsv_combination_is_1002() {
     for rsv in 1..8u8 {
         for op in [TEXT, BINARY, PING, CLOSE] {
-            let input = raw_frame(0x80 | (rsv << 4) | op, b"x\x03\xe8", Some(MASK));
+            let input = Frame::from_b0(0x80 | (rsv << 4) | op, b"x\x03\xe8").encode();
             fail_with(&input, ProtocolError::Frame(FrameError::ReservedBits(rsv)));
         }
         // On a continuation inside a message too.
         let mut input = frame(false, TEXT, b"a");
-        input.extend(raw_frame(0x80 | (rsv << 4), b"b", Some(MASK)));
+        input.extend(Frame::from_b0(0x80 | (rsv << 4), b"b").encode());
         fail_with(&input, ProtocolError::Frame(FrameError::ReservedBits(rsv)));
     }
 }
@@ -1044,7 +1044,7 @@ fn frame_over_max_frame_size_is_1009_from_the_header() {
     let ok = frame(true, BINARY, &[1; 1000]);
     assert_eq!(events(&mut conn, &ok), [Ev::Binary(vec![1; 1000])]);
     // Only the 8-byte header of a 1001-byte frame.
-    let header = header(0x82, 1001, Some(MASK));
+    let header = header(0x82, 1001);
     assert_eq!(header, [0x82, 0xfe, 0x03, 0xe9, 0x37, 0xfa, 0x21, 0x3d]);
     let e = fails(&mut conn, &header);
     assert_eq!(
@@ -1064,7 +1064,7 @@ fn frame_over_max_frame_size_is_1009_from_the_header() {
     // A non-first fragment too, and a huge 64-bit announcement with the
     // default limits.
     let mut input = frame(false, TEXT, b"a");
-    input.extend(self::header(0x80, 1001, Some(MASK)));
+    input.extend(self::header(0x80, 1001));
     let mut conn = limited(1000, 1 << 20);
     let e = fails(&mut conn, &input);
     assert_failed(
@@ -1076,7 +1076,7 @@ fn frame_over_max_frame_size_is_1009_from_the_header() {
         },
     );
     let mut conn = server();
-    let e = fails(&mut conn, &self::header(0x82, 1 << 62, Some(MASK)));
+    let e = fails(&mut conn, &self::header(0x82, 1 << 62));
     assert_failed(
         &mut conn,
         e,
@@ -1098,7 +1098,7 @@ fn fragments_past_max_message_size_are_1009() {
     assert_eq!(events(&mut conn, &input), [Ev::Binary(expected)]);
     // One byte over, refused at the second fragment's header.
     let mut input = frame(false, TEXT, &[b'a'; 600]);
-    input.extend(header(0x80, 401, Some(MASK)));
+    input.extend(header(0x80, 401));
     let e = fails(&mut conn, &input);
     assert_failed(
         &mut conn,
@@ -1110,7 +1110,7 @@ fn fragments_past_max_message_size_are_1009() {
     );
     // A single frame over the message limit but under the frame limit.
     let mut conn = limited(1 << 20, 1000);
-    let e = fails(&mut conn, &header(0x82, 1001, Some(MASK)));
+    let e = fails(&mut conn, &header(0x82, 1001));
     assert_failed(
         &mut conn,
         e,
@@ -1324,10 +1324,11 @@ mod deflate {
     use wsloop::proto::{Broadcast, Connection, Message, ProtocolError};
     use wsloop::Config;
 
-    use super::sansio::{raw_frame, Ev};
+    use super::frame::Frame;
+    use super::sansio::Ev;
     use super::{
         assert_failed, drain, events, fails, feed, feed_chunks, frame, frames, limited, puff,
-        server, BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT,
+        server, BINARY, CLOSE, CONT, PING, PONG, TEXT,
     };
 
     const RSV1: u8 = 0x40;
@@ -1361,7 +1362,7 @@ mod deflate {
 
     /// A masked client frame with RSV1 (the first frame of a compressed message).
     fn cframe(fin: bool, opcode: u8, body: &[u8]) -> Vec<u8> {
-        raw_frame((u8::from(fin) << 7) | RSV1 | opcode, body, Some(MASK))
+        Frame::from_b0((u8::from(fin) << 7) | RSV1 | opcode, body).encode()
     }
 
     /// The client's compressor: raw deflate with a sync flush, the trailer
@@ -1431,14 +1432,11 @@ mod deflate {
             "socket", "frame", "window", "deflate", "loop", "message", "the", "a", "server",
             "client",
         ];
-        let mut x = seed | 1;
+        let mut rng = fastrand::Rng::with_seed(seed);
         let mut s = String::with_capacity(n + 16);
         while s.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            s.push_str(WORDS[(x % 10) as usize]);
-            s.push(if x % 7 == 0 { '\n' } else { ' ' });
+            s.push_str(rng.choice(WORDS).unwrap());
+            s.push(if rng.u8(..7) == 0 { '\n' } else { ' ' });
         }
         s.truncate(n);
         s
@@ -1511,14 +1509,14 @@ mod deflate {
             frame(false, TEXT, b"plain"),
         ] {
             let mut conn = deflate_server(&[]);
-            let cont = raw_frame(0x80 | RSV1 | CONT, &body[10..], Some(MASK));
+            let cont = Frame::from_b0(0x80 | RSV1 | CONT, &body[10..]).encode();
             let e = fails(&mut conn, &[first, cont].concat());
             assert_failed(&mut conn, e, ProtocolError::CompressedContinuation);
             assert_eq!(e.close_code(), close_code::PROTOCOL_ERROR);
         }
         // The close frame, byte for byte.
         let mut conn = deflate_server(&[]);
-        fails(&mut conn, &raw_frame(0x80 | RSV1 | CONT, b"", Some(MASK)));
+        fails(&mut conn, &Frame::from_b0(0x80 | RSV1 | CONT, b"").encode());
         let reason = b"continuation frame with RSV1 set";
         let mut close = vec![0x88, 2 + reason.len() as u8, 0x03, 0xea];
         close.extend_from_slice(reason);
@@ -1529,7 +1527,7 @@ mod deflate {
     fn deflate_rsv1_on_a_control_frame_is_1002() {
         for op in [PING, PONG, CLOSE] {
             let payload: &[u8] = if op == CLOSE { &[0x03, 0xe8] } else { b"x" };
-            let control = raw_frame(0x80 | RSV1 | op, payload, Some(MASK));
+            let control = Frame::from_b0(0x80 | RSV1 | op, payload).encode();
             let mut conn = deflate_server(&[]);
             let e = fails(&mut conn, &control);
             assert_failed(&mut conn, e, ProtocolError::CompressedControl);
@@ -1554,7 +1552,7 @@ mod deflate {
         );
         for (bits, rsv) in [(0x20, 0b010), (0x10, 0b001), (0x60, 0b110), (0x70, 0b111)] {
             let mut conn = deflate_server(&[]);
-            let e = fails(&mut conn, &raw_frame(0x81 | bits, &hello, Some(MASK)));
+            let e = fails(&mut conn, &Frame::from_b0(0x81 | bits, hello).encode());
             assert_failed(
                 &mut conn,
                 e,
@@ -1686,7 +1684,7 @@ mod deflate {
         // A header announcing more than limit + limit/8 + 1024 is refused at once.
         let slack = limit + limit / 8 + 1024;
         let mut conn = with_deflate(limited(limit, limit), agree(&[]));
-        let head = super::sansio::header(0x80 | RSV1 | BINARY, slack as u64 + 1, Some(MASK));
+        let head = super::header(0x80 | RSV1 | BINARY, slack as u64 + 1);
         let e = fails(&mut conn, &head);
         assert_failed(
             &mut conn,
@@ -1849,15 +1847,8 @@ mod deflate {
     /// the compressible message after them is compressed again.
     #[test]
     fn deflate_incompressible_messages_go_out_as_is() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut noise = vec![0u8; 4096];
+        fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15).fill(&mut noise);
         let mut conn = deflate_server(&[]);
         conn.send(Message::Binary(&noise)).unwrap();
         let f = frames(&drain(&mut conn));

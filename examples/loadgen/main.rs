@@ -404,11 +404,10 @@ impl Logic {
         if let Some(bc) = self.bc.as_mut().filter(|b| all_open && !b.sender_launched) {
             // The receivers are in: now the sender (its slot is the last).
             bc.sender_launched = true;
-            let mut seed = 0x5eed_5eed_5eed_5eed;
             let sender = Upgrade::new(
                 &self.o.url.host,
                 &self.o.url.with_query("name=s"),
-                &mut seed,
+                &mut fastrand::Rng::new(),
             );
             if let Err(e) = net.connect(target, sender, now) {
                 self.abort(format!("setup failed: sender {e}"), now);
@@ -726,11 +725,8 @@ fn run(o: Opts) -> Result<Report, String> {
     let now = Instant::now();
     let broadcast = o.mode == Mode::Broadcast;
     let slots = o.connections + usize::from(broadcast);
-    // Upgrade keys only need to differ, not to be secret.
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut seed = (clock ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id())) | 1;
+    // Upgrade keys and masks only need to differ, not to be secret.
+    let mut rng = fastrand::Rng::new();
     let target = if broadcast {
         o.url.with_query("name=r")
     } else {
@@ -742,7 +738,7 @@ fn run(o: Opts) -> Result<Report, String> {
         _ => Some(OFFER_ECHO),
     };
     let upgrades: Vec<Upgrade> = (0..KEYS)
-        .map(|_| Upgrade::with_extensions(&o.url.host, &target, &mut seed, offer))
+        .map(|_| Upgrade::with_extensions(&o.url.host, &target, &mut rng, offer))
         .collect();
 
     // The messages, and their frames: encoded, compressed and masked once.
@@ -762,7 +758,7 @@ fn run(o: Opts) -> Result<Report, String> {
     if o.mode == Mode::Echo || (o.mode == Mode::Idle && o.deflate) {
         for payload in &payloads {
             let frame = if o.deflate {
-                compressed_frame(payload, o.binary, &mut seed)
+                compressed_frame(payload, o.binary, &mut rng)
             } else {
                 plain_frame(payload, o.binary, &config)?
             };
@@ -909,10 +905,10 @@ fn plain_frame(payload: &[u8], binary: bool, config: &Config) -> Result<Vec<u8>,
 /// and what browsers use, 15-bit window) in a masked frame with RSV1
 /// (RFC 7692 §6): valid to send any number of times, whatever the server
 /// keeps between messages.
-fn compressed_frame(payload: &[u8], binary: bool, seed: &mut u64) -> Vec<u8> {
+fn compressed_frame(payload: &[u8], binary: bool, rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut body = Vec::new();
     Deflater::new(15, 6, true).compress(payload, &mut body);
-    let mask = (net::xorshift(seed) as u32).to_le_bytes();
+    let mask = rng.u32(..).to_le_bytes();
     let op = if binary { OpCode::Binary } else { OpCode::Text };
     let header = FrameHeader {
         fin: true,
@@ -990,7 +986,7 @@ fn chat_messages(size: usize, count: usize) -> Vec<Vec<u8>> {
         "later",
         "lunch",
     ];
-    let mut seed = 0x0123_4567_89ab_cdef_u64;
+    let mut rng = fastrand::Rng::with_seed(0x0123_4567_89ab_cdef);
     (0..count)
         .map(|i| {
             let mut m = format!(
@@ -1000,8 +996,7 @@ fn chat_messages(size: usize, count: usize) -> Vec<Vec<u8>> {
                 1_000_000 + i * 37
             );
             while m.len() + 2 < size {
-                let w = WORDS[(net::xorshift(&mut seed) % WORDS.len() as u64) as usize];
-                m.push_str(w);
+                m.push_str(rng.choice(WORDS).unwrap());
                 m.push(' ');
             }
             m.truncate(size.saturating_sub(2));

@@ -44,9 +44,9 @@ pub struct Upgrade {
 }
 
 impl Upgrade {
-    /// A request for `target` on `host` with a key drawn from `seed`.
-    pub fn new(host: &str, target: &str, seed: &mut u64) -> Upgrade {
-        Upgrade::with_extensions(host, target, seed, None)
+    /// A request for `target` on `host` with a key drawn from `rng`.
+    pub fn new(host: &str, target: &str, rng: &mut fastrand::Rng) -> Upgrade {
+        Upgrade::with_extensions(host, target, rng, None)
     }
 
     /// The same, offering the `Sec-WebSocket-Extensions` value `offer`
@@ -54,14 +54,11 @@ impl Upgrade {
     pub fn with_extensions(
         host: &str,
         target: &str,
-        seed: &mut u64,
+        rng: &mut fastrand::Rng,
         offer: Option<&str>,
     ) -> Upgrade {
         let mut raw = [0u8; 16];
-        for chunk in raw.chunks_mut(8) {
-            let v = xorshift(seed).to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
+        rng.fill(&mut raw);
         let key = base64(&raw);
         let extensions = offer
             .map(|o| format!("Sec-WebSocket-Extensions: {o}\r\n"))
@@ -134,15 +131,6 @@ pub fn check_deflate_answer(values: &[&[u8]]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-pub fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -1,7 +1,7 @@
-//! The conformance suite's raw client: it crafts exact frames (any opcode,
-//! RSV bits, mask, length form, fragmentation), writes them in the chunks a
-//! case asks for (all at once, one write per frame, N bytes at a time), and
-//! checks exactly what comes back and how the connection ends: who closed,
+//! The conformance suite's raw client: it sends exact frames (any opcode,
+//! RSV bits, mask, length form, fragmentation: [`Frame`]), written in the
+//! chunks a case asks for (all at once, one write per frame, N bytes at a
+//! time), and checks exactly what comes back and how the connection ends: who closed,
 //! with which code, and whether the server then closed TCP, within what time.
 //!
 //! Every check panics with what was expected and what was seen, so a failed
@@ -13,12 +13,8 @@ use std::time::{Duration, Instant};
 
 use wsloop::proto::handshake::accept_key;
 
-pub const CONT: u8 = 0x0;
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
+// The frames a case sends: the tests' one builder (`tests/support/frame.rs`).
+pub use crate::frame::{fragments, Frame, LenForm, BINARY, CLOSE, CONT, PONG, TEXT};
 
 /// How long one expected reply may take before the case fails.
 pub const REPLY_WITHIN: Duration = Duration::from_secs(10);
@@ -30,172 +26,6 @@ pub const TCP_CLOSE_WITHIN: Duration = Duration::from_secs(3);
 pub const QUIET_FOR: Duration = Duration::from_millis(150);
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-/// The wire form of the payload length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LenForm {
-    /// The shortest form (what RFC 6455 §5.2 requires of senders).
-    Minimal,
-    /// The 16-bit extended length, whatever the length.
-    Ext16,
-    /// The 64-bit extended length, whatever the length.
-    Ext64,
-}
-
-/// A frame to send, with every header bit under the case's control.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub fin: bool,
-    pub rsv: u8,
-    pub opcode: u8,
-    pub mask: Option<[u8; 4]>,
-    pub len_form: LenForm,
-    /// Overrides the length written in the header (the payload is still
-    /// what is sent): for headers that announce more than follows.
-    pub announced_len: Option<u64>,
-    pub payload: Vec<u8>,
-}
-
-impl Frame {
-    /// A final, masked frame with no RSV bits and the minimal length form.
-    pub fn new(opcode: u8, payload: impl Into<Vec<u8>>) -> Frame {
-        Frame {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: Some([0x37, 0xfa, 0x21, 0x3d]),
-            len_form: LenForm::Minimal,
-            announced_len: None,
-            payload: payload.into(),
-        }
-    }
-
-    pub fn text(s: impl AsRef<[u8]>) -> Frame {
-        Frame::new(TEXT, s.as_ref())
-    }
-
-    pub fn binary(b: impl AsRef<[u8]>) -> Frame {
-        Frame::new(BINARY, b.as_ref())
-    }
-
-    pub fn cont(b: impl AsRef<[u8]>) -> Frame {
-        Frame::new(CONT, b.as_ref())
-    }
-
-    pub fn ping(b: impl AsRef<[u8]>) -> Frame {
-        Frame::new(PING, b.as_ref())
-    }
-
-    pub fn pong(b: impl AsRef<[u8]>) -> Frame {
-        Frame::new(PONG, b.as_ref())
-    }
-
-    /// A close frame with a status code and a reason (raw bytes, so that
-    /// invalid UTF-8 can be sent).
-    pub fn close(code: u16, reason: impl AsRef<[u8]>) -> Frame {
-        let mut p = code.to_be_bytes().to_vec();
-        p.extend_from_slice(reason.as_ref());
-        Frame::new(CLOSE, p)
-    }
-
-    /// A close frame with no payload at all.
-    pub fn close_empty() -> Frame {
-        Frame::new(CLOSE, Vec::new())
-    }
-
-    pub fn fin(mut self, fin: bool) -> Frame {
-        self.fin = fin;
-        self
-    }
-
-    pub fn rsv(mut self, rsv: u8) -> Frame {
-        self.rsv = rsv;
-        self
-    }
-
-    pub fn mask(mut self, mask: Option<[u8; 4]>) -> Frame {
-        self.mask = mask;
-        self
-    }
-
-    pub fn len_form(mut self, form: LenForm) -> Frame {
-        self.len_form = form;
-        self
-    }
-
-    pub fn announce(mut self, len: u64) -> Frame {
-        self.announced_len = Some(len);
-        self
-    }
-
-    /// The header alone (what precedes the payload on the wire).
-    pub fn header(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(14);
-        out.push(u8::from(self.fin) << 7 | (self.rsv & 7) << 4 | (self.opcode & 0x0f));
-        let m = if self.mask.is_some() { 0x80 } else { 0 };
-        let len = self.announced_len.unwrap_or(self.payload.len() as u64);
-        let form = match self.len_form {
-            LenForm::Minimal if len < 126 => None,
-            LenForm::Minimal if len <= 0xffff => Some(LenForm::Ext16),
-            LenForm::Minimal => Some(LenForm::Ext64),
-            other => Some(other),
-        };
-        match form {
-            None => out.push(m | len as u8),
-            Some(LenForm::Ext16) => {
-                assert!(len <= 0xffff, "{len} does not fit a 16-bit length");
-                out.push(m | 126);
-                out.extend_from_slice(&(len as u16).to_be_bytes());
-            }
-            Some(_) => {
-                out.push(m | 127);
-                out.extend_from_slice(&len.to_be_bytes());
-            }
-        }
-        if let Some(key) = self.mask {
-            out.extend_from_slice(&key);
-        }
-        out
-    }
-
-    /// The whole frame as sent: header, then the payload masked.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = self.header();
-        let start = out.len();
-        out.extend_from_slice(&self.payload);
-        if let Some(key) = self.mask {
-            mask_in_place(&mut out[start..], key);
-        }
-        out
-    }
-}
-
-/// XORs `data` with the masking key, starting at key offset 0 (§5.3).
-pub fn mask_in_place(data: &mut [u8], key: [u8; 4]) {
-    let word = u32::from_ne_bytes(key);
-    let mut chunks = data.chunks_exact_mut(4);
-    for c in &mut chunks {
-        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
-        c.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i];
-    }
-}
-
-/// The frames of one message split into fragments of `size` payload bytes
-/// (at least one frame, even for an empty payload).
-pub fn fragments(opcode: u8, payload: &[u8], size: usize) -> Vec<Frame> {
-    if payload.is_empty() {
-        return vec![Frame::new(opcode, Vec::new())];
-    }
-    let n = payload.len().div_ceil(size);
-    payload
-        .chunks(size)
-        .enumerate()
-        .map(|(i, c)| Frame::new(if i == 0 { opcode } else { CONT }, c).fin(i + 1 == n))
-        .collect()
-}
 
 /// How the bytes of what a case sends are cut into writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,7 +219,9 @@ impl Client {
     pub fn send(&mut self, frames: &[Frame], chop: Chop) {
         // A close frame with RSV bits is a protocol error, not a close
         // (Autobahn 3.7 expects the server to fail the connection).
-        self.sent_close |= frames.iter().any(|f| f.opcode == CLOSE && f.rsv == 0);
+        self.sent_close |= frames
+            .iter()
+            .any(|f| f.head.opcode == CLOSE && f.head.rsv == 0);
         match chop {
             Chop::PerFrame => {
                 for f in frames {

@@ -14,10 +14,10 @@
 //! `scripts/conformance-report` runs this suite and writes CONFORMANCE.md.
 
 mod client;
+#[path = "../support/frame.rs"]
+mod frame;
 #[cfg(feature = "deflate")]
 mod puff;
-#[path = "../support/rng.rs"]
-mod rng;
 mod s10_autofrag;
 #[cfg(feature = "deflate")]
 mod s12_s13_compression;

@@ -296,17 +296,8 @@ fn puff_checks_windows_and_history() {
         assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
         out
     }
-    let mut x = 7u64;
-    let mut noise = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut noise = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.u8(..)).collect() };
     // A 700-byte block again 1000 bytes later.
     let block = noise(700);
     let data = [block.clone(), noise(300), block, noise(50)].concat();

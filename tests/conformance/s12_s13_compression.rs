@@ -40,8 +40,8 @@ use flate2::{Compress, Compression, FlushCompress};
 
 use crate::client::pmd::{Agreement, PmdClient};
 use crate::client::{fragments, Chop, Client, Frame, ReceivedMessage, BINARY, TEXT};
-use crate::rng::Rng;
 use crate::{metric, EchoServer};
+use fastrand::Rng;
 
 /// Autobahn's default offer (its `PerMessageDeflateOffer()`): the client
 /// accepts `client_no_context_takeover` and `client_max_window_bits`.
@@ -208,15 +208,16 @@ impl Corpus {
 pub fn corpora() -> &'static [Corpus; 5] {
     static CORPORA: OnceLock<[Corpus; 5]> = OnceLock::new();
     CORPORA.get_or_init(|| {
+        let seed = Rng::with_seed;
         [
-            Corpus::new("JSON records (text)", true, json(&mut Rng(1))),
-            Corpus::new("grey-scale bitmap (binary)", false, bitmap(&mut Rng(2))),
-            Corpus::new("German verse (binary)", false, verse(&mut Rng(3))),
-            Corpus::new("HTML with non-ASCII text (text)", true, html(&mut Rng(4))),
+            Corpus::new("JSON records (text)", true, json(&mut seed(1))),
+            Corpus::new("grey-scale bitmap (binary)", false, bitmap(&mut seed(2))),
+            Corpus::new("German verse (binary)", false, verse(&mut seed(3))),
+            Corpus::new("HTML with non-ASCII text (text)", true, html(&mut seed(4))),
             Corpus::new(
                 "PDF-like, mostly incompressible (binary)",
                 false,
-                pdf(&mut Rng(5)),
+                pdf(&mut seed(5)),
             ),
         ]
     })
@@ -261,27 +262,29 @@ fn json(rng: &mut Rng) -> Vec<u8> {
     let mut s = String::from("[\n");
     let mut id = 0;
     while s.len() < SIZE {
-        let name = rng.pick(&NAMES);
-        let about: Vec<&str> = (0..5 + rng.below(20)).map(|_| rng.pick(&WORDS)).collect();
+        let name = rng.choice(NAMES).unwrap();
+        let about: Vec<&str> = (0..5 + rng.usize(..20))
+            .map(|_| rng.choice(WORDS).unwrap())
+            .collect();
         s.push_str(&format!(
             "  {{\"id\": {id}, \"guid\": \"{:016x}\", \"isActive\": {}, \"balance\": \"${}.{:02}\", \
              \"age\": {}, \"name\": \"{name} {}\", \"email\": \"{}@example.com\", \
              \"about\": \"{}\", \"latitude\": {}.{:06}, \"tags\": [\"{}\", \"{}\"], \
              \"friends\": [{{\"id\": {}, \"name\": \"{}\"}}]}},\n",
-            rng.next(),
-            rng.below(2) == 0,
-            rng.below(4000),
-            rng.below(100),
-            18 + rng.below(60),
-            rng.pick(&NAMES),
+            rng.u64(..),
+            rng.usize(..2) == 0,
+            rng.usize(..4000),
+            rng.usize(..100),
+            18 + rng.usize(..60),
+            rng.choice(NAMES).unwrap(),
             name.to_lowercase(),
             about.join(" "),
-            rng.below(90),
-            rng.below(1_000_000),
-            rng.pick(&TAGS),
-            rng.pick(&TAGS),
-            rng.below(100),
-            rng.pick(&NAMES),
+            rng.usize(..90),
+            rng.usize(..1_000_000),
+            rng.choice(TAGS).unwrap(),
+            rng.choice(TAGS).unwrap(),
+            rng.usize(..100),
+            rng.choice(NAMES).unwrap(),
         ));
         id += 1;
     }
@@ -310,7 +313,7 @@ fn bitmap(rng: &mut Rng) -> Vec<u8> {
         for x in 0..w {
             let shade = (x * 3 + y * 5) / 8;
             let texture = ((x / 24) ^ (y / 24)) * 5;
-            out.push((shade + texture + rng.below(12)) as u8);
+            out.push((shade + texture + rng.usize(..12)) as u8);
         }
     }
     out
@@ -355,12 +358,14 @@ fn verse(rng: &mut Rng) -> Vec<u8> {
     ];
     let mut s = String::new();
     while s.len() < SIZE {
-        s.push_str(rng.pick(&SPEAKERS));
+        s.push_str(rng.choice(SPEAKERS).unwrap());
         s.push_str(":\n");
-        for _ in 0..2 + rng.below(6) {
-            let line: Vec<&str> = (0..4 + rng.below(6)).map(|_| rng.pick(&WORDS)).collect();
+        for _ in 0..2 + rng.usize(..6) {
+            let line: Vec<&str> = (0..4 + rng.usize(..6))
+                .map(|_| rng.choice(WORDS).unwrap())
+                .collect();
             s.push_str(&line.join(" "));
-            s.push_str([",", ";", "!", "."][rng.below(4)]);
+            s.push_str([",", ";", "!", "."][rng.usize(..4)]);
             s.push('\n');
         }
         s.push('\n');
@@ -374,21 +379,21 @@ fn html(rng: &mut Rng) -> Vec<u8> {
         String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body>\n");
     let mut n = 0;
     while s.len() < SIZE {
-        let words: Vec<&str> = (0..6 + rng.below(16))
+        let words: Vec<&str> = (0..6 + rng.usize(..16))
             .map(|_| {
-                if rng.below(6) == 0 {
-                    rng.pick(&NON_ASCII)
+                if rng.usize(..6) == 0 {
+                    rng.choice(NON_ASCII).unwrap()
                 } else {
-                    rng.pick(&WORDS)
+                    rng.choice(WORDS).unwrap()
                 }
             })
             .collect();
         s.push_str(&format!(
             "<div class=\"row r{}\"><p id=\"p{n}\">{}</p><a href=\"/items/{}\">{}</a></div>\n",
-            rng.below(8),
+            rng.usize(..8),
             words.join(" "),
-            rng.below(10_000),
-            rng.pick(&WORDS),
+            rng.usize(..10_000),
+            rng.choice(WORDS).unwrap(),
         ));
         n += 1;
     }
@@ -402,11 +407,11 @@ fn pdf(rng: &mut Rng) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut n = 1;
     while out.len() < SIZE {
-        let len = 500 + rng.below(4000);
+        let len = 500 + rng.usize(..4000);
         out.extend_from_slice(
             format!("{n} 0 obj\n<< /Length {len} /Filter /FlateDecode >>\nstream\n").as_bytes(),
         );
-        out.extend((0..len).map(|_| rng.next() as u8));
+        out.extend((0..len).map(|_| rng.u8(..)));
         out.extend_from_slice(b"\nendstream\nendobj\n");
         n += 1;
     }
@@ -436,7 +441,7 @@ fn compressed(opcode: u8, body: &[u8], frag: usize) -> Vec<Frame> {
     } else {
         fragments(opcode, body, frag)
     };
-    frames[0].rsv = 0b100;
+    frames[0].head.rsv = 0b100;
     frames
 }
 
@@ -752,8 +757,8 @@ fn extra_12_rsv1_without_the_extension_is_1002() {
 /// several, text or binary.
 #[test]
 fn extra_12_invalid_deflate_data_is_1007() {
-    let mut rng = Rng(9);
-    let noise: Vec<u8> = (0..3000).map(|_| rng.next() as u8).collect();
+    let mut rng = Rng::with_seed(9);
+    let noise: Vec<u8> = (0..3000).map(|_| rng.u8(..)).collect();
     // A message that refers back into a previous one the server never saw:
     // compressed with context after another message.
     let mut with_context = PmdClient::new(Agreement::parse("permessage-deflate"), 6);

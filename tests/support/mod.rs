@@ -1,7 +1,7 @@
 //! Shared helpers of the event-loop tests: a recording [`Handler`], a raw
 //! WebSocket client over `std::net::TcpStream` that does the upgrade by
-//! hand and speaks frames byte for byte, and helpers to step a server or run
-//! it in a thread.
+//! hand and speaks frames byte for byte (built with [`frame::Frame`]), and
+//! helpers to step a server or run it in a thread.
 //!
 //! Stepped tests run the server in the test thread, so a client must never
 //! block waiting for it: write (queued, non-blocking), step the server with
@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod frame;
 pub mod process;
 
 use std::collections::VecDeque;
@@ -309,63 +310,40 @@ pub fn wait_log(log: &Arc<Mutex<Log>>, what: &str, mut cond: impl FnMut(&Log) ->
 // Frames
 // ---------------------------------------------------------------------------
 
-pub const CONT: u8 = 0x0;
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
+#[allow(unused_imports)] // each test crate uses what it needs
+pub use frame::{Frame, LenForm, BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT};
 
-/// Encodes a frame with any first byte bits, any payload and an optional
-/// mask (the payload is masked here).
+/// A frame with any first byte bits, any payload and an optional mask (the
+/// payload is masked with it): [`Frame`] in one call.
 pub fn encode(fin: bool, rsv: u8, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(if fin { 0x80 } else { 0 } | (rsv & 7) << 4 | (opcode & 0x0f));
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(m | n as u8),
-        n if n <= 0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
+    Frame::new(opcode, payload)
+        .fin(fin)
+        .rsv(rsv)
+        .mask(mask)
+        .encode()
 }
 
-/// A masked, final client frame.
+/// A final client frame masked with [`MASK`].
 pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    encode(true, 0, opcode, payload, Some([0x37, 0xfa, 0x21, 0x3d]))
+    Frame::new(opcode, payload).encode()
 }
 
 pub fn text(s: &str) -> Vec<u8> {
-    masked(TEXT, s.as_bytes())
+    Frame::text(s).encode()
 }
 
 pub fn binary(b: &[u8]) -> Vec<u8> {
-    masked(BINARY, b)
+    Frame::binary(b).encode()
 }
 
 /// A masked close frame with `code` and `reason`.
 pub fn close(code: u16, reason: &str) -> Vec<u8> {
-    let mut p = code.to_be_bytes().to_vec();
-    p.extend_from_slice(reason.as_bytes());
-    masked(CLOSE, &p)
+    Frame::close(code, reason).encode()
 }
 
 /// A frame received from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub struct Received {
     pub fin: bool,
     pub rsv: u8,
     pub opcode: u8,
@@ -373,7 +351,7 @@ pub struct Frame {
     pub payload: Vec<u8>,
 }
 
-impl Frame {
+impl Received {
     pub fn text(&self) -> &str {
         assert_eq!(self.opcode, TEXT, "not a text frame: {self:?}");
         std::str::from_utf8(&self.payload).unwrap()
@@ -399,7 +377,7 @@ impl Frame {
 }
 
 /// Parses one frame from the front of `buf`: the frame and its length.
-pub fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+pub fn parse_frame(buf: &[u8]) -> Option<(Received, usize)> {
     if buf.len() < 2 {
         return None;
     }
@@ -439,7 +417,7 @@ pub fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
             *b ^= key[i % 4];
         }
     }
-    let frame = Frame {
+    let frame = Received {
         fin: buf[0] & 0x80 != 0,
         rsv: (buf[0] >> 4) & 7,
         opcode: buf[0] & 0x0f,
@@ -622,7 +600,7 @@ impl RawClient {
     }
 
     /// Takes the next complete frame from what was received.
-    pub fn take_frame(&mut self) -> Option<Frame> {
+    pub fn take_frame(&mut self) -> Option<Received> {
         let (frame, n) = parse_frame(&self.inbuf)?;
         self.inbuf.drain(..n);
         Some(frame)
@@ -638,7 +616,7 @@ impl RawClient {
     // --- with a server stepped in this thread ---
 
     /// Pumps and steps `server` until a frame is complete.
-    pub fn frame<H: Handler>(&mut self, server: &mut Server<H>) -> Frame {
+    pub fn frame<H: Handler>(&mut self, server: &mut Server<H>) -> Received {
         let mut got = None;
         step_until(server, "a frame from the server", |_| {
             self.pump();
@@ -719,7 +697,7 @@ impl RawClient {
     }
 
     /// Reads (blocking, bounded by the read timeout) until a frame is complete.
-    pub fn frame_blocking(&mut self) -> Frame {
+    pub fn frame_blocking(&mut self) -> Received {
         loop {
             if let Some(f) = self.take_frame() {
                 return f;
@@ -760,17 +738,11 @@ impl RawClient {
     }
 }
 
-/// A deterministic pseudo-random payload.
+/// A deterministic pseudo-random payload: the same for the same seed.
 pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    let mut out = vec![0; len];
+    fastrand::Rng::with_seed(seed.into()).fill(&mut out);
+    out
 }
 
 // ---------------------------------------------------------------------------

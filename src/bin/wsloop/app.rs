@@ -13,10 +13,8 @@
 //! request path. Push timers live in the server's loop: one timer per
 //! pushing client, tagged with its [`ConnId`], re-armed when it fires.
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -97,12 +95,11 @@ impl PushInterval {
     }
 
     /// Draws one wait.
-    fn draw(&self, rng: &mut XorShift) -> Duration {
+    fn draw(&self, rng: &mut fastrand::Rng) -> Duration {
         let ms = if self.whole_seconds() {
-            let (lo, hi) = (self.min_ms / 1000, self.max_ms / 1000);
-            (lo + rng.below(hi - lo + 1)) * 1000
+            rng.u64(self.min_ms / 1000..=self.max_ms / 1000) * 1000
         } else {
-            self.min_ms + rng.below(self.max_ms - self.min_ms + 1)
+            rng.u64(self.min_ms..=self.max_ms)
         };
         Duration::from_millis(ms)
     }
@@ -182,41 +179,11 @@ fn push_line(wait: Duration) -> String {
     format!("I am waiting {} {unit}", format_seconds(ms))
 }
 
-/// xorshift64*: plenty for demo waits, seeded from std's random hasher keys.
-#[derive(Debug)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator seeded from `RandomState` (per-process random keys) and
-    /// the clock.
-    pub fn from_entropy() -> XorShift {
-        let mut h = RandomState::new().build_hasher();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        h.write_u64(nanos);
-        XorShift(h.finish() | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform enough in `0..n` (`n` > 0) for a demo.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The binary's handler: every route of the table above.
 pub struct App {
     push: PushInterval,
-    rng: XorShift,
+    /// Seeded from the process's entropy: waits differ from run to run.
+    rng: fastrand::Rng,
     /// Open `/chat` clients, in connection order, with their names (kept
     /// here rather than in every connection's `Conn`, which stays small).
     chat: BTreeMap<ConnId, String>,
@@ -228,7 +195,7 @@ impl App {
     pub fn new(push: PushInterval) -> App {
         App {
             push,
-            rng: XorShift::from_entropy(),
+            rng: fastrand::Rng::new(),
             chat: BTreeMap::new(),
             guests: 0,
         }
@@ -522,7 +489,7 @@ mod tests {
 
     #[test]
     fn waits_stay_in_range_and_whole_seconds_stay_whole() {
-        let mut rng = XorShift::from_entropy();
+        let mut rng = fastrand::Rng::new();
         let p = PushInterval::default();
         let mut seen = [false; 6];
         for _ in 0..1000 {
