@@ -307,12 +307,17 @@ fn canned(command: &str, now: SystemTime) -> Option<String> {
         "name" => "my name is Multivac, silly I know".to_owned(),
         "age" => "I am older than time itself".to_owned(),
         "date" => {
-            let (y, m, d, ..) = utc(now);
-            format!("today is {y:04}.{m:02}.{d:02}")
+            let t = utc(now);
+            format!("today is {:04}.{:02}.{:02}", t.year(), t.month(), t.day())
         }
         "time" => {
-            let (.., hh, mm, ss) = utc(now);
-            format!("server time is {hh:02}:{mm:02}:{ss:02}")
+            let t = utc(now);
+            format!(
+                "server time is {:02}:{:02}:{:02}",
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
         }
         "thanks" => "you're welcome".to_owned(),
         "bye" => "bye".to_owned(),
@@ -322,22 +327,11 @@ fn canned(command: &str, now: SystemTime) -> Option<String> {
     Some(reply)
 }
 
-/// UTC calendar date and time of `t`: (year, month, day, hour, minute,
-/// second). Days to civil date after Howard Hinnant's `civil_from_days`.
-fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    (year, month, day, h as u32, m as u32, s as u32)
+/// The UTC calendar date and time of day of `t` (jiff). A clock outside
+/// jiff's range (years -9999 to 9999) reads as the epoch.
+fn utc(t: SystemTime) -> jiff::civil::DateTime {
+    let t = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::tz::Offset::UTC.to_datetime(t)
 }
 
 impl Handler for App {
@@ -555,20 +549,22 @@ mod tests {
     }
 
     #[test]
-    fn utc_matches_known_dates() {
+    fn date_and_time_replies_are_utc_with_zero_padding() {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(utc(at(0)), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(utc(at(951_782_400)), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(utc(at(1_709_251_199)), (2024, 2, 29, 23, 59, 59));
-        assert_eq!(utc(at(4_102_444_800)), (2100, 1, 1, 0, 0, 0));
-        assert_eq!(
-            canned("date", at(1_700_000_000)).unwrap(),
-            "today is 2023.11.14"
-        );
-        assert_eq!(
-            canned("time", at(1_700_000_000)).unwrap(),
-            "server time is 22:13:20"
-        );
+        let date = |s| canned("date", at(s)).unwrap();
+        let time = |s| canned("time", at(s)).unwrap();
+        assert_eq!(date(0), "today is 1970.01.01");
+        assert_eq!(time(0), "server time is 00:00:00");
+        assert_eq!(date(951_782_400), "today is 2000.02.29");
+        assert_eq!(date(1_709_251_199), "today is 2024.02.29");
+        assert_eq!(time(1_709_251_199), "server time is 23:59:59");
+        assert_eq!(date(4_102_444_800), "today is 2100.01.01");
+        assert_eq!(date(1_700_000_000), "today is 2023.11.14");
+        assert_eq!(time(1_700_000_000), "server time is 22:13:20");
+        // Before the epoch (a clock set back): the calendar still holds.
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(canned("date", before).unwrap(), "today is 1969.12.31");
+        assert_eq!(canned("time", before).unwrap(), "server time is 23:59:59");
     }
 
     #[test]
