@@ -245,13 +245,7 @@ impl App {
     }
 
     fn chat_name(&mut self, req: &Request) -> String {
-        let name = req
-            .query()
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| pair.strip_prefix("name="))
-            .map(clean_name)
-            .unwrap_or_default();
+        let name = req.query().map(name_from_query).unwrap_or_default();
         if name.is_empty() {
             self.guests += 1;
             format!("guest{}", self.guests)
@@ -261,42 +255,22 @@ impl App {
     }
 }
 
-/// A chat name from a query value: percent-decoded, `+` as space, control
-/// characters dropped, trimmed, at most [`MAX_NAME`] characters.
-fn clean_name(raw: &str) -> String {
-    let decoded = percent_decode(raw);
-    let kept: String = decoded
+/// The chat name in a query string: the first `name` value, decoded as
+/// `application/x-www-form-urlencoded` (`+` as space, `%XX` as a byte, a
+/// `%` not followed by two hex digits kept as it is, invalid UTF-8 as
+/// U+FFFD), control characters dropped, trimmed, at most [`MAX_NAME`]
+/// characters. Empty when there is none.
+fn name_from_query(query: &str) -> String {
+    let Some((_, value)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "name")
+    else {
+        return String::new();
+    };
+    let kept: String = value
         .chars()
         .filter(|c| !c.is_control())
         .take(MAX_NAME)
         .collect();
     kept.trim().to_owned()
-}
-
-/// `application/x-www-form-urlencoded` decoding; a `%` not followed by two
-/// hex digits is kept as it is.
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The canned reply of the classic demos, or `None` for other text.
@@ -569,14 +543,24 @@ mod tests {
 
     #[test]
     fn chat_names_are_decoded_and_cleaned() {
-        assert_eq!(clean_name("alice"), "alice");
-        assert_eq!(clean_name("Ada+Lovelace"), "Ada Lovelace");
-        assert_eq!(clean_name("%C3%A9mile"), "émile");
-        assert_eq!(clean_name("a%0Ab"), "ab");
-        assert_eq!(clean_name("100%"), "100%");
-        assert_eq!(clean_name("%zz"), "%zz");
-        assert_eq!(clean_name("%+1x"), "% 1x");
-        assert_eq!(clean_name(&"x".repeat(100)).len(), MAX_NAME);
-        assert_eq!(clean_name("+++"), "");
+        let name = |query: &str| name_from_query(query);
+        assert_eq!(name("name=alice"), "alice");
+        assert_eq!(name("name=Ada+Lovelace"), "Ada Lovelace");
+        assert_eq!(name("name=Bob%20B"), "Bob B");
+        assert_eq!(name("name=%C3%A9mile"), "émile");
+        assert_eq!(name("name=a%2Bb"), "a+b", "an encoded + stays a plus");
+        assert_eq!(name("name=a%0Ab"), "ab");
+        assert_eq!(name("name=100%"), "100%");
+        assert_eq!(name("name=%zz"), "%zz");
+        assert_eq!(name("name=%+1x"), "% 1x");
+        assert_eq!(name("name=%FF"), "\u{fffd}", "invalid UTF-8");
+        assert_eq!(name(&format!("name={}", "x".repeat(100))).len(), MAX_NAME);
+        assert_eq!(name("name=+++"), "");
+        // The pair is found anywhere, the first one wins, keys decode too.
+        assert_eq!(name("x=1&name=carol&name=dave"), "carol");
+        assert_eq!(name("na%6De=erin"), "erin");
+        assert_eq!(name("nickname=frank"), "");
+        assert_eq!(name("name"), "");
+        assert_eq!(name(""), "");
     }
 }
