@@ -60,13 +60,14 @@ struct Args {
     max_clients: u32,
 
     /// Largest message (and frame) accepted, in bytes or with a KiB/MiB/GiB
-    /// suffix; larger closes the client with 1009
+    /// suffix (KB, MB, GB mean the same); larger closes the client with 1009
     #[arg(long, value_name = "SIZE", default_value = "16MiB", allow_hyphen_values = true,
           value_parser = parse_size)]
     max_message_size: usize,
 
     /// Silence after which the server pings; after as long again without
-    /// traffic it closes (e.g. 60, 90s, 500ms, 2m; 0 or off disables)
+    /// traffic it closes (e.g. 60, 90s, 500ms, 2m, 1m 30s; 0 or off
+    /// disables)
     #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
           value_parser = parse_idle)]
     idle_timeout: Idle,
@@ -183,31 +184,22 @@ fn parse_idle(s: &str) -> Result<Idle, String> {
     Ok(Idle((!d.is_zero()).then_some(d)))
 }
 
-/// `90`, `90s`, `1.5s`, `500ms`, `2m`, `1h`: a plain number is seconds.
+/// A duration as humantime reads it (`90s`, `1.5s`, `500ms`, `2m`, `1h`,
+/// `1m 30s`, `2 min`), or a plain number of seconds (`60`, `0.5`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 60, 90s, 500ms or 2m"))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
+    let t = s.trim();
+    let bad = |why: &dyn std::fmt::Display| {
+        format!("{s:?} is not a duration such as 60, 90s, 500ms, 2m or 1m 30s ({why})")
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{s:?} is out of range"))
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = t.parse().map_err(|e| bad(&e))?;
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"));
+    }
+    humantime::parse_duration(t).map_err(|e| bad(&e))
 }
 
-/// `65536`, `64KiB`, `16MiB`, `1GiB` (K/M/G and KB/MB/GB mean the same
-/// powers of 1024), at least one byte.
+/// `65536`, `64KiB`, `16MiB`, `1GiB`, `1.5 MiB`, at least one byte. K, M, G
+/// and T with or without `B` or `iB`, in any case, all mean powers of 1024.
 fn parse_size(s: &str) -> Result<usize, String> {
     let bytes = parse_bytes(s)?;
     if bytes == 0 {
@@ -216,24 +208,18 @@ fn parse_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
-/// A size as [`parse_size`] reads it, where 0 is allowed.
+/// A size as [`parse_size`] reads it (parse-size in its binary mode), where
+/// 0 is allowed.
 fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let bad = || format!("{s:?} is not a size such as 65536, 64KiB or 16MiB");
-    let value: u64 = number.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(bad()),
-    };
-    value
-        .checked_mul(1 << shift)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| format!("{s:?} is too large"))
+    let too_large = || format!("{s:?} is too large");
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => too_large(),
+            _ => format!("{s:?} is not a size such as 65536, 64KiB or 16MiB"),
+        })?;
+    usize::try_from(bytes).map_err(|_| too_large())
 }
 
 impl Args {
@@ -378,4 +364,70 @@ fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Resul
     }
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_humantime_or_plain_seconds() {
+        let ok = |s: &str| parse_duration(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        for (s, ms) in [
+            ("60", 60_000),
+            ("0.5", 500),
+            ("0", 0),
+            ("90s", 90_000),
+            ("1.5s", 1_500),
+            ("500ms", 500),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("5sec", 5_000),
+            ("5secs", 5_000),
+            ("2min", 120_000),
+            ("90 s", 90_000),
+            (" 1m 30s ", 90_000),
+            ("1h30m", 5_400_000),
+        ] {
+            assert_eq!(ok(s), Duration::from_millis(ms), "{s:?}");
+        }
+        for s in ["", "soon", "-3", "-3s", "5 parsecs", "1.2.3", "1e3"] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("is not a duration such as 60"), "{s:?}: {e}");
+        }
+        assert!(matches!(parse_idle("off"), Ok(Idle(None))));
+        assert!(matches!(parse_idle("None"), Ok(Idle(None))));
+        assert!(matches!(parse_idle("0s"), Ok(Idle(None))));
+        assert!(matches!(parse_idle("2m"), Ok(Idle(Some(d))) if d.as_secs() == 120));
+    }
+
+    #[test]
+    fn sizes_are_powers_of_1024_with_or_without_the_i() {
+        let ok = |s: &str| parse_bytes(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        for (s, bytes) in [
+            ("0", 0),
+            ("65536", 65_536),
+            ("1b", 1),
+            ("64k", 64 << 10),
+            ("64KB", 64 << 10),
+            ("64KiB", 64 << 10),
+            ("64 kib", 64 << 10),
+            (" 16MiB ", 16 << 20),
+            ("16MB", 16 << 20),
+            ("16m", 16 << 20),
+            ("1GiB", 1 << 30),
+            ("1.5KiB", 1536),
+        ] {
+            assert_eq!(ok(s), bytes, "{s:?}");
+        }
+        for s in ["", "lots", "-5", "12 parsecs", "1 KiBs"] {
+            let e = parse_bytes(s).unwrap_err();
+            assert!(e.contains("is not a size such as 65536"), "{s:?}: {e}");
+        }
+        assert!(parse_bytes("99999999999GiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert_eq!(parse_size("0"), Err("must be at least 1 byte".into()));
+        assert_eq!(parse_size("1"), Ok(1));
+    }
 }
