@@ -10,17 +10,18 @@
 //! ```
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when it cannot listen (or the
-//! loop fails), 2 for bad flags.
+//! loop fails), 2 for bad flags (a `--listen` host name that does not
+//! resolve among them).
 
 mod app;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use log::{error, info, warn, LevelFilter};
+use log::{debug, error, info, warn, LevelFilter};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -44,15 +45,18 @@ const SERVER_TOKENS: std::ops::Range<usize> = 1..usize::MAX;
 #[derive(Debug, Parser)]
 #[command(name = "wsloop", version, about, long_about)]
 struct Args {
-    /// Address to listen on (IP:PORT; port 0 picks a free one)
+    /// Address to listen on: IP:PORT, [IPv6]:PORT or HOST:PORT (port 0
+    /// picks a free one). A host name listens on the first of its addresses
+    /// that binds, IPv4 ones first
     #[arg(
         long,
         value_name = "ADDR",
         env = "WSLOOP_LISTEN",
         hide_env_values = true,
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_listen
     )]
-    listen: SocketAddr,
+    listen: Listen,
 
     /// Clients served at once; more get HTTP 503 with Retry-After
     #[arg(long, value_name = "N", default_value = "10000",
@@ -171,6 +175,70 @@ impl From<LogLevel> for LevelFilter {
     }
 }
 
+/// `--listen`: the address as given and the addresses it stands for.
+#[derive(Debug, Clone)]
+struct Listen {
+    given: String,
+    /// Whether `given` was a host name (resolved) rather than an address.
+    from_name: bool,
+    /// At least one; IPv4 before IPv6, each family in the resolver's order.
+    addrs: Vec<SocketAddr>,
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080` (taken as they are) or `localhost:8080`
+/// (resolved now, so a name that does not resolve is a bad flag).
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let given = s.trim().to_owned();
+    if let Ok(addr) = given.parse::<SocketAddr>() {
+        return Ok(Listen {
+            given,
+            from_name: false,
+            addrs: vec![addr],
+        });
+    }
+    let usage = "use HOST:PORT, such as 127.0.0.1:8080, localhost:8080 or [::1]:8080";
+    let split = given.rsplit_once(':').filter(|_| !given.ends_with(']'));
+    let Some((host, port)) = split else {
+        return Err(format!("{s:?} has no port: {usage}"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("the port in {s:?} is not a number from 0 to 65535"))?;
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(bracketed) => bracketed,
+        None if host.contains(':') => {
+            return Err(format!(
+                "{s:?}: an IPv6 address goes in brackets, as [::1]:8080"
+            ))
+        }
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host: {usage}"));
+    }
+    let resolved = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    // IPv4 first (a stable sort keeps the resolver's order within each
+    // family), as Go's net.Listen picks: a `localhost` that also names ::1
+    // still listens where clients told 127.0.0.1 connect.
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    if addrs.is_empty() {
+        return Err(format!("{host:?} resolved to no address"));
+    }
+    Ok(Listen {
+        given,
+        from_name: true,
+        addrs,
+    })
+}
+
 /// `--idle-timeout`: `None` disables the idle ping.
 #[derive(Debug, Clone, Copy)]
 struct Idle(Option<Duration>);
@@ -283,6 +351,42 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
+/// Listens on the first of `listen`'s addresses that binds; when none
+/// does, says why for each.
+fn bind_first(listen: &Listen) -> Result<TcpListener, String> {
+    let (given, addrs) = (&listen.given, &listen.addrs);
+    let mut failed = Vec::new();
+    for (i, &addr) in addrs.iter().enumerate() {
+        let why = match TcpListener::bind(addr) {
+            Ok(listener) => {
+                if listen.from_name {
+                    let all: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                    info!(
+                        "--listen {given} resolved to {}; listening on {addr}",
+                        all.join(", ")
+                    );
+                }
+                for unused in &addrs[i + 1..] {
+                    debug!("--listen {given}: not also listening on {unused} (one listener)");
+                }
+                return Ok(listener);
+            }
+            Err(e) => describe(&e),
+        };
+        if i + 1 < addrs.len() {
+            warn!("--listen {given}: cannot listen on {addr}: {why}; trying the next address");
+        }
+        failed.push((addr, why));
+    }
+    Err(match failed.as_slice() {
+        [(_, why)] => why.clone(),
+        all => {
+            let each: Vec<String> = all.iter().map(|(a, why)| format!("{a}: {why}")).collect();
+            each.join("; ")
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse(); // bad flags: a message and exit code 2
     let config = args.config();
@@ -293,10 +397,10 @@ fn main() -> ExitCode {
     }
     init_logging(args.log_level);
 
-    let listener = match TcpListener::bind(args.listen) {
+    let listener = match bind_first(&args.listen) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {}", args.listen, describe(&e));
+        Err(why) => {
+            eprintln!("error: cannot listen on {}: {why}", args.listen.given);
             return ExitCode::FAILURE;
         }
     };
@@ -369,6 +473,79 @@ fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_takes_addresses_as_they_are_and_resolves_names() {
+        let addrs = |s: &str| {
+            parse_listen(s)
+                .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+                .addrs
+        };
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert_eq!(addrs("127.0.0.1:8080"), [v4]);
+        assert_eq!(addrs("[::1]:8080"), [v6]);
+        // /etc/hosts: no DNS query leaves the machine.
+        let local = addrs("localhost:8080");
+        assert_eq!(local[0], v4, "IPv4 first: {local:?}");
+        assert!(local.iter().all(|a| a.ip().is_loopback()), "{local:?}");
+        assert_eq!(
+            parse_listen("localhost:8080").unwrap().given,
+            "localhost:8080"
+        );
+        for (s, says) in [
+            ("nonsense", "has no port"),
+            ("127.0.0.1", "has no port"),
+            ("[::1]", "has no port"),
+            (":8080", "has no host"),
+            ("localhost:99999", "not a number from 0 to 65535"),
+            ("localhost:http", "not a number from 0 to 65535"),
+            ("::1:8080", "goes in brackets"),
+            // Malformed, so the resolver refuses it without asking DNS.
+            (
+                "no-such-host..invalid:8080",
+                "cannot resolve \"no-such-host..invalid\"",
+            ),
+        ] {
+            let e = parse_listen(s).unwrap_err();
+            assert!(e.contains(says), "{s:?}: {e}");
+        }
+    }
+
+    /// `n` addresses already taken on 127.0.0.1, kept while the listeners live.
+    fn taken(n: usize) -> Vec<std::net::TcpListener> {
+        (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn listen_binds_the_first_address_that_binds() {
+        let busy = taken(2);
+        let busy: Vec<SocketAddr> = busy.iter().map(|l| l.local_addr().unwrap()).collect();
+        let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listen = |addrs: Vec<SocketAddr>| Listen {
+            given: "somewhere:1".into(),
+            from_name: true,
+            addrs,
+        };
+        let got = bind_first(&listen(vec![busy[0], free, busy[1]])).unwrap();
+        let at = got.local_addr().unwrap();
+        assert!(!busy.contains(&at) && at.port() != 0, "{at}");
+        // One address: the reason alone, as before names resolved.
+        assert_eq!(
+            bind_first(&listen(vec![busy[0]])).unwrap_err(),
+            "address already in use"
+        );
+        // Several: every address with its reason.
+        assert_eq!(
+            bind_first(&listen(busy.clone())).unwrap_err(),
+            format!(
+                "{}: address already in use; {}: address already in use",
+                busy[0], busy[1]
+            )
+        );
+    }
 
     #[test]
     fn durations_are_humantime_or_plain_seconds() {
