@@ -671,6 +671,133 @@ fn address_in_use_names_the_address_and_exits_1() {
     );
 }
 
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// Starts the binary with exactly `args` (`Wsloop::start` adds a `--listen`
+/// of its own) and returns it with its log up to the `listening on ws://`
+/// line and the address there. Its stderr is drained to the end in a
+/// thread; the process is killed and reaped when the `Reaper` drops.
+fn start_as_given(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (process::Reaper, Vec<String>, SocketAddr) {
+    let mut child = process::Reaper(
+        Command::new(BIN)
+            .args(args)
+            .args(["--log-level", "debug"])
+            .env_remove("RUST_LOG")
+            .env_remove("WSLOOP_LISTEN")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wsloop"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "no `listening on ws://` line; the log:\n{}",
+                lines.join("\n")
+            )
+        });
+        let addr = line
+            .split("listening on ws://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|a| a.parse().expect("the listening address"));
+        lines.push(line);
+        if let Some(addr) = addr {
+            return (child, lines, addr);
+        }
+    }
+}
+
+#[test]
+fn listen_resolves_a_host_name_and_says_which_address_it_took() {
+    let port = free_port();
+    let given = format!("localhost:{port}");
+    let (_server, log, addr) = start_as_given(&["--listen", &given], &[]);
+    let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // IPv4 first, whatever else `localhost` names on this machine.
+    assert_eq!(addr, v4, "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("INFO")
+            && l.contains(&format!("--listen {given} resolved to 127.0.0.1:{port}"))
+            && l.ends_with(&format!("; listening on {v4}"))),
+        "the chosen address is logged: {log:#?}"
+    );
+    let mut ws = connect(v4, "/echo", &[]);
+    ws.send(Message::text("over localhost")).unwrap();
+    assert_eq!(text(&mut ws), "over localhost");
+
+    // The same from WSLOOP_LISTEN.
+    let port = free_port();
+    let (_server, _, addr) =
+        start_as_given(&[], &[("WSLOOP_LISTEN", &format!("localhost:{port}"))]);
+    assert_eq!(addr, format!("127.0.0.1:{port}").parse().unwrap());
+}
+
+#[test]
+fn an_unresolvable_listen_name_is_a_bad_flag() {
+    // A name the resolver refuses on its own (an empty label): the test
+    // asks no DNS server anything, and fails the same way a name unknown
+    // to DNS does.
+    let (status, out, err) = run_to_exit(&["--listen", "no-such-host..invalid:8080"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with(
+            "error: invalid value 'no-such-host..invalid:8080' for '--listen <ADDR>': \
+             cannot resolve \"no-such-host..invalid\""
+        ),
+        "{err}"
+    );
+    for (addr, says) in [
+        ("localhost", "has no port"),
+        ("localhost:http", "not a number from 0 to 65535"),
+        ("::1:8080", "an IPv6 address goes in brackets"),
+    ] {
+        let (status, _, err) = run_to_exit(&["--listen", addr]);
+        assert_eq!(status.code(), Some(2), "{addr}: {err}");
+        assert!(
+            err.starts_with("error:") && err.contains(says),
+            "{addr}: {err}"
+        );
+    }
+    // A name that resolves but cannot be listened on: exit 1, as for an
+    // address given as an IP.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // And on ::1 where there is one, in case `localhost` names it too.
+    let _taken_v6 = TcpListener::bind(("::1", port));
+    let (status, _, err) = run_to_exit(&["--listen", &format!("localhost:{port}")]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("error: cannot listen on localhost:{port}: ")),
+        "{err}"
+    );
+    assert!(err.contains("address already in use"), "{err}");
+}
+
 #[test]
 fn max_clients_is_enforced_with_503() {
     let server = Wsloop::start(&["--max-clients", "2"]);

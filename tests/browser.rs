@@ -9,7 +9,9 @@
 //! Chromium offers permessage-deflate: the test checks that every
 //! connection agreed to it (the page's OPEN line and the server's log;
 //! none did in a build without the `deflate` feature) and that large
-//! compressible messages round-trip.
+//! compressible messages round-trip. It also checks that each endpoint
+//! shows only its own controls (demo commands on /, Quit on /push, the
+//! chat name on /chat).
 //!
 //! Screenshots: `target/browser-screenshot.png` (1280x800) and
 //! `target/browser-screenshot-phone.png` (390x844).

@@ -12,8 +12,11 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "deflate")]
 use crate::buf::pool;
-use crate::proto::frame::{unfragmented_header, OpCode, RSV1};
+#[cfg(feature = "deflate")]
+use crate::proto::frame::RSV1;
+use crate::proto::frame::{unfragmented_header, OpCode};
 use crate::proto::utf8::assume_valid;
 
 /// A message, borrowed: what handlers receive and what they send.

@@ -73,6 +73,26 @@ async function connect(path) {
   await page.waitForSelector("#input:not([disabled])", { timeout: STEP });
 }
 
+/**
+ * Checks the controls that belong to one endpoint: the demo commands on /
+ * only, Quit on /push only (elsewhere `quit` is text like any other), the
+ * chat name on /chat only.
+ */
+async function expectControls(path) {
+  const wanted = {
+    "#demo-commands": path === "/",
+    "#commands button[data-cmd=hello]": path === "/",
+    "#quit": path === "/push",
+    "#name": path === "/chat",
+  };
+  for (const [selector, want] of Object.entries(wanted)) {
+    const shown = await page.isVisible(selector);
+    if (shown !== want) {
+      throw new Error(`with ${path} selected, ${selector} is ${shown ? "shown" : "hidden"}`);
+    }
+  }
+}
+
 async function clearLog() {
   await page.click("#clear");
 }
@@ -94,8 +114,16 @@ try {
   const title = await page.title();
   if (!title.includes("wsloop")) throw new Error(`unexpected title ${title}`);
 
+  step("each endpoint shows its own controls");
+  await expectControls("/");
+  for (const path of ["/echo", "/push", "/chat", "/", "/chat", "/push", "/"]) {
+    await page.selectOption("#endpoint", path);
+    await expectControls(path);
+  }
+
   step("connect to / and say hello");
   await connect("/");
+  await expectControls("/");
   await page.fill("#input", "hello");
   await page.press("#input", "Enter");
   await waitEntry("sent", /^hello$/);
@@ -112,6 +140,7 @@ try {
   step("connect to /push and see two pushes");
   await clearLog();
   await connect("/push");
+  await expectControls("/push");
   await waitEntry("recv", /^I am waiting [\d.]+ seconds?$/, 2);
   step("press Quit and see the close");
   await page.click("#quit");
@@ -122,6 +151,7 @@ try {
   step(`connect to /echo: permessage-deflate ${deflate ? "agreed" : "not agreed"}`);
   await clearLog();
   await connect("/echo");
+  await expectControls("/echo");
   // Chromium offers permessage-deflate; the page shows what was agreed.
   const agreed = await page.evaluate(() => window.wsloopPage.extensions);
   console.log(`extensions: ${JSON.stringify(agreed)}`);
@@ -171,7 +201,8 @@ try {
   await page.selectOption("#endpoint", "/push");
   await page.click("#connect");
   await waitEntry("recv", /^I am waiting/, 2);
-  await page.fill("#input", "time");
+  await expectControls("/push");
+  await page.fill("#input", "quit");
   await page.screenshot({ path: shot });
   console.log(`screenshot: ${shot}`);
 
@@ -183,6 +214,7 @@ try {
     await phone.setViewportSize({ width: 390, height: 844 });
     await phone.goto(url, { timeout: STEP });
     await connect("/");
+    await expectControls("/");
     for (const cmd of ["hi", "age", "thanks"]) {
       await phone.fill("#input", cmd);
       await phone.press("#input", "Enter");

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use log::{debug, info, log_enabled, Level};
 use wsloop::Request;
@@ -212,13 +212,7 @@ impl App {
     }
 
     fn chat_name(&mut self, req: &Request) -> String {
-        let name = req
-            .query()
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| pair.strip_prefix("name="))
-            .map(clean_name)
-            .unwrap_or_default();
+        let name = req.query().map(name_from_query).unwrap_or_default();
         if name.is_empty() {
             self.guests += 1;
             format!("guest{}", self.guests)
@@ -228,42 +222,22 @@ impl App {
     }
 }
 
-/// A chat name from a query value: percent-decoded, `+` as space, control
-/// characters dropped, trimmed, at most [`MAX_NAME`] characters.
-fn clean_name(raw: &str) -> String {
-    let decoded = percent_decode(raw);
-    let kept: String = decoded
+/// The chat name in a query string: the first `name` value, decoded as
+/// `application/x-www-form-urlencoded` (`+` as space, `%XX` as a byte, a
+/// `%` not followed by two hex digits kept as it is, invalid UTF-8 as
+/// U+FFFD), control characters dropped, trimmed, at most [`MAX_NAME`]
+/// characters. Empty when there is none.
+fn name_from_query(query: &str) -> String {
+    let Some((_, value)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "name")
+    else {
+        return String::new();
+    };
+    let kept: String = value
         .chars()
         .filter(|c| !c.is_control())
         .take(MAX_NAME)
         .collect();
     kept.trim().to_owned()
-}
-
-/// `application/x-www-form-urlencoded` decoding; a `%` not followed by two
-/// hex digits is kept as it is.
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The canned reply of the classic demos, or `None` for other text.
@@ -274,12 +248,17 @@ fn canned(command: &str, now: SystemTime) -> Option<String> {
         "name" => "my name is Multivac, silly I know".to_owned(),
         "age" => "I am older than time itself".to_owned(),
         "date" => {
-            let (y, m, d, ..) = utc(now);
-            format!("today is {y:04}.{m:02}.{d:02}")
+            let t = utc(now);
+            format!("today is {:04}.{:02}.{:02}", t.year(), t.month(), t.day())
         }
         "time" => {
-            let (.., hh, mm, ss) = utc(now);
-            format!("server time is {hh:02}:{mm:02}:{ss:02}")
+            let t = utc(now);
+            format!(
+                "server time is {:02}:{:02}:{:02}",
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
         }
         "thanks" => "you're welcome".to_owned(),
         "bye" => "bye".to_owned(),
@@ -289,22 +268,11 @@ fn canned(command: &str, now: SystemTime) -> Option<String> {
     Some(reply)
 }
 
-/// UTC calendar date and time of `t`: (year, month, day, hour, minute,
-/// second). Days to civil date after Howard Hinnant's `civil_from_days`.
-fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    (year, month, day, h as u32, m as u32, s as u32)
+/// The UTC calendar date and time of day of `t` (jiff). A clock outside
+/// jiff's range (years -9999 to 9999) reads as the epoch.
+fn utc(t: SystemTime) -> jiff::civil::DateTime {
+    let t = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::tz::Offset::UTC.to_datetime(t)
 }
 
 impl Handler for App {
@@ -473,6 +441,7 @@ fn peer(ctx: &Ctx<'_, Conn>, id: ConnId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn push_interval_parses_seconds_and_ranges() {
@@ -522,32 +491,44 @@ mod tests {
     }
 
     #[test]
-    fn utc_matches_known_dates() {
+    fn date_and_time_replies_are_utc_with_zero_padding() {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(utc(at(0)), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(utc(at(951_782_400)), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(utc(at(1_709_251_199)), (2024, 2, 29, 23, 59, 59));
-        assert_eq!(utc(at(4_102_444_800)), (2100, 1, 1, 0, 0, 0));
-        assert_eq!(
-            canned("date", at(1_700_000_000)).unwrap(),
-            "today is 2023.11.14"
-        );
-        assert_eq!(
-            canned("time", at(1_700_000_000)).unwrap(),
-            "server time is 22:13:20"
-        );
+        let date = |s| canned("date", at(s)).unwrap();
+        let time = |s| canned("time", at(s)).unwrap();
+        assert_eq!(date(0), "today is 1970.01.01");
+        assert_eq!(time(0), "server time is 00:00:00");
+        assert_eq!(date(951_782_400), "today is 2000.02.29");
+        assert_eq!(date(1_709_251_199), "today is 2024.02.29");
+        assert_eq!(time(1_709_251_199), "server time is 23:59:59");
+        assert_eq!(date(4_102_444_800), "today is 2100.01.01");
+        assert_eq!(date(1_700_000_000), "today is 2023.11.14");
+        assert_eq!(time(1_700_000_000), "server time is 22:13:20");
+        // Before the epoch (a clock set back): the calendar still holds.
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(canned("date", before).unwrap(), "today is 1969.12.31");
+        assert_eq!(canned("time", before).unwrap(), "server time is 23:59:59");
     }
 
     #[test]
     fn chat_names_are_decoded_and_cleaned() {
-        assert_eq!(clean_name("alice"), "alice");
-        assert_eq!(clean_name("Ada+Lovelace"), "Ada Lovelace");
-        assert_eq!(clean_name("%C3%A9mile"), "émile");
-        assert_eq!(clean_name("a%0Ab"), "ab");
-        assert_eq!(clean_name("100%"), "100%");
-        assert_eq!(clean_name("%zz"), "%zz");
-        assert_eq!(clean_name("%+1x"), "% 1x");
-        assert_eq!(clean_name(&"x".repeat(100)).len(), MAX_NAME);
-        assert_eq!(clean_name("+++"), "");
+        let name = |query: &str| name_from_query(query);
+        assert_eq!(name("name=alice"), "alice");
+        assert_eq!(name("name=Ada+Lovelace"), "Ada Lovelace");
+        assert_eq!(name("name=Bob%20B"), "Bob B");
+        assert_eq!(name("name=%C3%A9mile"), "émile");
+        assert_eq!(name("name=a%2Bb"), "a+b", "an encoded + stays a plus");
+        assert_eq!(name("name=a%0Ab"), "ab");
+        assert_eq!(name("name=100%"), "100%");
+        assert_eq!(name("name=%zz"), "%zz");
+        assert_eq!(name("name=%+1x"), "% 1x");
+        assert_eq!(name("name=%FF"), "\u{fffd}", "invalid UTF-8");
+        assert_eq!(name(&format!("name={}", "x".repeat(100))).len(), MAX_NAME);
+        assert_eq!(name("name=+++"), "");
+        // The pair is found anywhere, the first one wins, keys decode too.
+        assert_eq!(name("x=1&name=carol&name=dave"), "carol");
+        assert_eq!(name("na%6De=erin"), "erin");
+        assert_eq!(name("nickname=frank"), "");
+        assert_eq!(name("name"), "");
+        assert_eq!(name(""), "");
     }
 }

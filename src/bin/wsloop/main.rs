@@ -10,17 +10,18 @@
 //! ```
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when it cannot listen (or the
-//! loop fails), 2 for bad flags.
+//! loop fails), 2 for bad flags (a `--listen` host name that does not
+//! resolve among them).
 
 mod app;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
-use log::{error, info, warn, LevelFilter};
+use log::{debug, error, info, warn, LevelFilter};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -44,15 +45,18 @@ const SERVER_TOKENS: std::ops::Range<usize> = 1..usize::MAX;
 #[derive(Debug, Parser)]
 #[command(name = "wsloop", version, about, long_about)]
 struct Args {
-    /// Address to listen on (IP:PORT; port 0 picks a free one)
+    /// Address to listen on: IP:PORT, [IPv6]:PORT or HOST:PORT (port 0
+    /// picks a free one). A host name listens on the first of its addresses
+    /// that binds, IPv4 ones first
     #[arg(
         long,
         value_name = "ADDR",
         env = "WSLOOP_LISTEN",
         hide_env_values = true,
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_listen
     )]
-    listen: SocketAddr,
+    listen: Listen,
 
     /// Clients served at once; more get HTTP 503 with Retry-After
     #[arg(long, value_name = "N", default_value = "10000",
@@ -60,13 +64,14 @@ struct Args {
     max_clients: u32,
 
     /// Largest message (and frame) accepted, in bytes or with a KiB/MiB/GiB
-    /// suffix; larger closes the client with 1009
+    /// suffix (KB, MB, GB mean the same); larger closes the client with 1009
     #[arg(long, value_name = "SIZE", default_value = "16MiB", allow_hyphen_values = true,
           value_parser = parse_size)]
     max_message_size: usize,
 
     /// Silence after which the server pings; after as long again without
-    /// traffic it closes (e.g. 60, 90s, 500ms, 2m; 0 or off disables)
+    /// traffic it closes (e.g. 60, 90s, 500ms, 2m, 1m 30s; 0 or off
+    /// disables)
     #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
           value_parser = parse_idle)]
     idle_timeout: Idle,
@@ -170,6 +175,70 @@ impl From<LogLevel> for LevelFilter {
     }
 }
 
+/// `--listen`: the address as given and the addresses it stands for.
+#[derive(Debug, Clone)]
+struct Listen {
+    given: String,
+    /// Whether `given` was a host name (resolved) rather than an address.
+    from_name: bool,
+    /// At least one; IPv4 before IPv6, each family in the resolver's order.
+    addrs: Vec<SocketAddr>,
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080` (taken as they are) or `localhost:8080`
+/// (resolved now, so a name that does not resolve is a bad flag).
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let given = s.trim().to_owned();
+    if let Ok(addr) = given.parse::<SocketAddr>() {
+        return Ok(Listen {
+            given,
+            from_name: false,
+            addrs: vec![addr],
+        });
+    }
+    let usage = "use HOST:PORT, such as 127.0.0.1:8080, localhost:8080 or [::1]:8080";
+    let split = given.rsplit_once(':').filter(|_| !given.ends_with(']'));
+    let Some((host, port)) = split else {
+        return Err(format!("{s:?} has no port: {usage}"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("the port in {s:?} is not a number from 0 to 65535"))?;
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(bracketed) => bracketed,
+        None if host.contains(':') => {
+            return Err(format!(
+                "{s:?}: an IPv6 address goes in brackets, as [::1]:8080"
+            ))
+        }
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host: {usage}"));
+    }
+    let resolved = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    // IPv4 first (a stable sort keeps the resolver's order within each
+    // family), as Go's net.Listen picks: a `localhost` that also names ::1
+    // still listens where clients told 127.0.0.1 connect.
+    addrs.sort_by_key(SocketAddr::is_ipv6);
+    if addrs.is_empty() {
+        return Err(format!("{host:?} resolved to no address"));
+    }
+    Ok(Listen {
+        given,
+        from_name: true,
+        addrs,
+    })
+}
+
 /// `--idle-timeout`: `None` disables the idle ping.
 #[derive(Debug, Clone, Copy)]
 struct Idle(Option<Duration>);
@@ -183,31 +252,22 @@ fn parse_idle(s: &str) -> Result<Idle, String> {
     Ok(Idle((!d.is_zero()).then_some(d)))
 }
 
-/// `90`, `90s`, `1.5s`, `500ms`, `2m`, `1h`: a plain number is seconds.
+/// A duration as humantime reads it (`90s`, `1.5s`, `500ms`, `2m`, `1h`,
+/// `1m 30s`, `2 min`), or a plain number of seconds (`60`, `0.5`).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 60, 90s, 500ms or 2m"))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
+    let t = s.trim();
+    let bad = |why: &dyn std::fmt::Display| {
+        format!("{s:?} is not a duration such as 60, 90s, 500ms, 2m or 1m 30s ({why})")
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{s:?} is out of range"))
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = t.parse().map_err(|e| bad(&e))?;
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"));
+    }
+    humantime::parse_duration(t).map_err(|e| bad(&e))
 }
 
-/// `65536`, `64KiB`, `16MiB`, `1GiB` (K/M/G and KB/MB/GB mean the same
-/// powers of 1024), at least one byte.
+/// `65536`, `64KiB`, `16MiB`, `1GiB`, `1.5 MiB`, at least one byte. K, M, G
+/// and T with or without `B` or `iB`, in any case, all mean powers of 1024.
 fn parse_size(s: &str) -> Result<usize, String> {
     let bytes = parse_bytes(s)?;
     if bytes == 0 {
@@ -216,24 +276,18 @@ fn parse_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
-/// A size as [`parse_size`] reads it, where 0 is allowed.
+/// A size as [`parse_size`] reads it (parse-size in its binary mode), where
+/// 0 is allowed.
 fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let bad = || format!("{s:?} is not a size such as 65536, 64KiB or 16MiB");
-    let value: u64 = number.parse().map_err(|_| bad())?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(bad()),
-    };
-    value
-        .checked_mul(1 << shift)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| format!("{s:?} is too large"))
+    let too_large = || format!("{s:?} is too large");
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => too_large(),
+            _ => format!("{s:?} is not a size such as 65536, 64KiB or 16MiB"),
+        })?;
+    usize::try_from(bytes).map_err(|_| too_large())
 }
 
 impl Args {
@@ -297,6 +351,42 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
+/// Listens on the first of `listen`'s addresses that binds; when none
+/// does, says why for each.
+fn bind_first(listen: &Listen) -> Result<TcpListener, String> {
+    let (given, addrs) = (&listen.given, &listen.addrs);
+    let mut failed = Vec::new();
+    for (i, &addr) in addrs.iter().enumerate() {
+        let why = match TcpListener::bind(addr) {
+            Ok(listener) => {
+                if listen.from_name {
+                    let all: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                    info!(
+                        "--listen {given} resolved to {}; listening on {addr}",
+                        all.join(", ")
+                    );
+                }
+                for unused in &addrs[i + 1..] {
+                    debug!("--listen {given}: not also listening on {unused} (one listener)");
+                }
+                return Ok(listener);
+            }
+            Err(e) => describe(&e),
+        };
+        if i + 1 < addrs.len() {
+            warn!("--listen {given}: cannot listen on {addr}: {why}; trying the next address");
+        }
+        failed.push((addr, why));
+    }
+    Err(match failed.as_slice() {
+        [(_, why)] => why.clone(),
+        all => {
+            let each: Vec<String> = all.iter().map(|(a, why)| format!("{a}: {why}")).collect();
+            each.join("; ")
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse(); // bad flags: a message and exit code 2
     let config = args.config();
@@ -307,10 +397,10 @@ fn main() -> ExitCode {
     }
     init_logging(args.log_level);
 
-    let listener = match TcpListener::bind(args.listen) {
+    let listener = match bind_first(&args.listen) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {}", args.listen, describe(&e));
+        Err(why) => {
+            eprintln!("error: cannot listen on {}: {why}", args.listen.given);
             return ExitCode::FAILURE;
         }
     };
@@ -378,4 +468,143 @@ fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Resul
     }
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_addresses_as_they_are_and_resolves_names() {
+        let addrs = |s: &str| {
+            parse_listen(s)
+                .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+                .addrs
+        };
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert_eq!(addrs("127.0.0.1:8080"), [v4]);
+        assert_eq!(addrs("[::1]:8080"), [v6]);
+        // /etc/hosts: no DNS query leaves the machine.
+        let local = addrs("localhost:8080");
+        assert_eq!(local[0], v4, "IPv4 first: {local:?}");
+        assert!(local.iter().all(|a| a.ip().is_loopback()), "{local:?}");
+        assert_eq!(
+            parse_listen("localhost:8080").unwrap().given,
+            "localhost:8080"
+        );
+        for (s, says) in [
+            ("nonsense", "has no port"),
+            ("127.0.0.1", "has no port"),
+            ("[::1]", "has no port"),
+            (":8080", "has no host"),
+            ("localhost:99999", "not a number from 0 to 65535"),
+            ("localhost:http", "not a number from 0 to 65535"),
+            ("::1:8080", "goes in brackets"),
+            // Malformed, so the resolver refuses it without asking DNS.
+            (
+                "no-such-host..invalid:8080",
+                "cannot resolve \"no-such-host..invalid\"",
+            ),
+        ] {
+            let e = parse_listen(s).unwrap_err();
+            assert!(e.contains(says), "{s:?}: {e}");
+        }
+    }
+
+    /// `n` addresses already taken on 127.0.0.1, kept while the listeners live.
+    fn taken(n: usize) -> Vec<std::net::TcpListener> {
+        (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn listen_binds_the_first_address_that_binds() {
+        let busy = taken(2);
+        let busy: Vec<SocketAddr> = busy.iter().map(|l| l.local_addr().unwrap()).collect();
+        let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listen = |addrs: Vec<SocketAddr>| Listen {
+            given: "somewhere:1".into(),
+            from_name: true,
+            addrs,
+        };
+        let got = bind_first(&listen(vec![busy[0], free, busy[1]])).unwrap();
+        let at = got.local_addr().unwrap();
+        assert!(!busy.contains(&at) && at.port() != 0, "{at}");
+        // One address: the reason alone, as before names resolved.
+        assert_eq!(
+            bind_first(&listen(vec![busy[0]])).unwrap_err(),
+            "address already in use"
+        );
+        // Several: every address with its reason.
+        assert_eq!(
+            bind_first(&listen(busy.clone())).unwrap_err(),
+            format!(
+                "{}: address already in use; {}: address already in use",
+                busy[0], busy[1]
+            )
+        );
+    }
+
+    #[test]
+    fn durations_are_humantime_or_plain_seconds() {
+        let ok = |s: &str| parse_duration(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        for (s, ms) in [
+            ("60", 60_000),
+            ("0.5", 500),
+            ("0", 0),
+            ("90s", 90_000),
+            ("1.5s", 1_500),
+            ("500ms", 500),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("5sec", 5_000),
+            ("5secs", 5_000),
+            ("2min", 120_000),
+            ("90 s", 90_000),
+            (" 1m 30s ", 90_000),
+            ("1h30m", 5_400_000),
+        ] {
+            assert_eq!(ok(s), Duration::from_millis(ms), "{s:?}");
+        }
+        for s in ["", "soon", "-3", "-3s", "5 parsecs", "1.2.3", "1e3"] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains("is not a duration such as 60"), "{s:?}: {e}");
+        }
+        assert!(matches!(parse_idle("off"), Ok(Idle(None))));
+        assert!(matches!(parse_idle("None"), Ok(Idle(None))));
+        assert!(matches!(parse_idle("0s"), Ok(Idle(None))));
+        assert!(matches!(parse_idle("2m"), Ok(Idle(Some(d))) if d.as_secs() == 120));
+    }
+
+    #[test]
+    fn sizes_are_powers_of_1024_with_or_without_the_i() {
+        let ok = |s: &str| parse_bytes(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        for (s, bytes) in [
+            ("0", 0),
+            ("65536", 65_536),
+            ("1b", 1),
+            ("64k", 64 << 10),
+            ("64KB", 64 << 10),
+            ("64KiB", 64 << 10),
+            ("64 kib", 64 << 10),
+            (" 16MiB ", 16 << 20),
+            ("16MB", 16 << 20),
+            ("16m", 16 << 20),
+            ("1GiB", 1 << 30),
+            ("1.5KiB", 1536),
+        ] {
+            assert_eq!(ok(s), bytes, "{s:?}");
+        }
+        for s in ["", "lots", "-5", "12 parsecs", "1 KiBs"] {
+            let e = parse_bytes(s).unwrap_err();
+            assert!(e.contains("is not a size such as 65536"), "{s:?}: {e}");
+        }
+        assert!(parse_bytes("99999999999GiB")
+            .unwrap_err()
+            .contains("too large"));
+        assert_eq!(parse_size("0"), Err("must be at least 1 byte".into()));
+        assert_eq!(parse_size("1"), Ok(1));
+    }
 }
