@@ -4,6 +4,13 @@
 /// Identifies one client for its whole life. It carries the slab slot and
 /// a generation, so an id kept after its client left never reaches the
 /// client that later gets the same slot: `send` and `close` refuse it.
+///
+/// ```
+/// use wsloop::ConnId;
+/// let id = ConnId::from_u64(7 | (3 << 32)); // slot 7, generation 3
+/// assert_eq!(id.to_string(), "#7.3");
+/// assert_eq!(ConnId::from_u64(id.to_u64()), id); // round-trips through timer tags and maps
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     key: u32,

@@ -75,8 +75,7 @@ pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod buf;
-pub mod config;
-mod handler;
+mod config;
 mod id;
 pub mod proto;
 mod server;
@@ -84,10 +83,10 @@ mod server;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
 pub use config::{Config, ConfigError};
-pub use handler::{Decision, Handler};
 pub use id::{ConnId, SendStatus, TimerId};
 pub use proto::frame::close_code;
 pub use proto::handshake::{HttpResponse, Request};
 pub use proto::message::Message;
 pub use server::clock;
 pub use server::{Ctx, Server, ShutdownHandle};
+pub use server::{Decision, Handler};

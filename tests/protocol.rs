@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use wsloop::proto::frame::{close_code, FrameError};
+use wsloop::proto::message::encode_shared;
 use wsloop::proto::Role;
-use wsloop::proto::{encode_shared, Connection, Event, Message, ProtocolError, SendError};
+use wsloop::proto::{Connection, Event, Message, ProtocolError, SendError};
 use wsloop::Config;
 
 #[path = "support/frame.rs"]

@@ -740,6 +740,7 @@ impl Connection {
     /// what the socket does not take. `None` for the client role (its
     /// payload must be masked, which takes a copy anyway) or once closing.
     /// `None` too for a message that goes out compressed.
+    #[doc(hidden)]
     pub fn header_for(&self, msg: &Message<'_>) -> Option<([u8; MAX_HEADER_LEN], usize)> {
         if self.role != Role::Server || self.close_sent {
             return None;
@@ -759,6 +760,7 @@ impl Connection {
 
     /// Queues a frame encoded once by [`encode_shared`] and shared with other
     /// connections' queues (broadcast). Server role only.
+    #[doc(hidden)]
     pub fn send_shared(&mut self, frame: &Arc<[u8]>) -> Result<(), SendError> {
         if self.role != Role::Server {
             return Err(SendError::SharedNeedsServer);
@@ -851,19 +853,9 @@ impl Connection {
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
-        // xorshift64*, one state per thread: masks only need to be
-        // unpredictable to scripts in a browser (§10.3); this client role
-        // serves tests and load generators.
-        thread_local!(static SEED: std::cell::Cell<u64> = std::cell::Cell::new(random_seed()));
-        SEED.with(|seed| {
-            let mut x = seed.get();
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            seed.set(x);
-            let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            ((v >> 32) as u32).to_le_bytes()
-        })
+        // §10.3: a client's masking keys must be unpredictable to the
+        // application whose bytes it sends; a CSPRNG per thread.
+        rand::RngCore::next_u32(&mut rand::rng()).to_ne_bytes()
     }
 
     /// Writes what is queued (frames, pongs, the close) to `out` until it
@@ -953,13 +945,6 @@ fn parse_close(payload: ControlPayload<'_>) -> Result<CloseFrame<'_>, ProtocolEr
         }
     };
     Ok(CloseFrame { code, payload })
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(&h as *const _ as usize);
-    h.finish() | 1
 }
 
 #[cfg(feature = "deflate")]

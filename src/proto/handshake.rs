@@ -202,7 +202,26 @@ fn http_answer(
 
 /// A plain HTTP response, for requests that are not WebSocket upgrades
 /// (see [`Handler::on_http`](crate::Handler::on_http)). The connection
-/// closes after it.
+/// closes after it; a `HEAD` request gets its status and headers only.
+///
+/// ```
+/// use wsloop::{ConnId, Ctx, Handler, HttpResponse, Message, Request};
+/// struct Site;
+/// impl Handler for Site {
+///     type Data = ();
+///     fn on_message(&mut self, _: &mut Ctx<'_, ()>, _: ConnId, _: Message<'_>) {}
+///     fn on_http(&mut self, req: &Request) -> Option<HttpResponse> {
+///         match req.path() {
+///             "/" => Some(HttpResponse::new(200, "text/html", "<h1>hi</h1>")),
+///             "/health" => Some(HttpResponse::text(200, "ok")),
+///             _ => None, // 426 Upgrade Required
+///         }
+///     }
+/// }
+/// let page = HttpResponse::text(200, "ok").to_bytes(false);
+/// assert!(page.starts_with(b"HTTP/1.1 200 OK\r\n"));
+/// assert!(page.ends_with(b"\r\n\r\nok\n"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// HTTP status.
@@ -317,6 +336,7 @@ pub fn accept_response(
 /// Whether `buf` holds the blank line that ends a request head. `from` is
 /// how much of `buf` was already searched, so that a request arriving a byte
 /// at a time is scanned once in total rather than once per byte.
+#[doc(hidden)]
 pub fn head_complete(buf: &[u8], from: usize) -> bool {
     let start = from.saturating_sub(3);
     let tail = &buf[start.min(buf.len())..];
@@ -381,6 +401,21 @@ pub fn parse_head(buf: &[u8], config: &Config) -> Result<Parsed, HandshakeError>
 }
 
 /// A parsed upgrade request. It owns one copy of the request head.
+///
+/// ```
+/// use wsloop::proto::handshake::{parse_request, Parsed};
+/// let raw = b"GET /chat?room=7 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat, superchat\r\nOrigin: https://example.com\r\n\
+///     Sec-WebSocket-Version: 13\r\n\r\n";
+/// let Parsed::Complete { request, .. } = parse_request(raw, &Default::default()).unwrap() else {
+///     unreachable!("a whole request")
+/// };
+/// assert_eq!((request.path(), request.query()), ("/chat", Some("room=7")));
+/// assert_eq!(request.origin(), Some("https://example.com"));
+/// assert_eq!(request.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+/// assert_eq!(request.header_str("host"), Some("example.com"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Request {
     raw: Box<[u8]>,

@@ -90,7 +90,7 @@ impl Incoming<'_> {
     }
 
     /// The assembled buffer, if there is one, so that it can be given back
-    /// with [`Connection::recycle`].
+    /// with [`Connection::recycle`](crate::proto::Connection::recycle).
     pub fn into_buffer(self) -> Option<Vec<u8>> {
         match self.data {
             Data::Borrowed(_) => None,
@@ -100,7 +100,7 @@ impl Incoming<'_> {
 }
 
 /// One message on its way to many server connections
-/// ([`Connection::send_broadcast`]): each form of its frame (plain; or
+/// ([`Connection::send_broadcast`](crate::proto::Connection::send_broadcast)): each form of its frame (plain; or
 /// compressed, per window and level) is encoded once, when a recipient
 /// first needs it, and its bytes are shared by every queue it goes to.
 ///
@@ -188,6 +188,7 @@ fn encode_compressed(msg: Message<'_>, _: CompressorKey) -> Arc<[u8]> {
 
 /// Encodes `msg` once as an unmasked server frame whose bytes can be queued
 /// on any number of server connections with [`Connection::send_shared`].
+#[doc(hidden)]
 pub fn encode_shared(msg: Message<'_>) -> Arc<[u8]> {
     let payload = msg.as_bytes();
     let (head, n) = unfragmented_header(msg.opcode(), 0, payload.len(), None);

@@ -10,8 +10,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::timers::Due;
+use super::Handler;
 use super::{Server, FIRST_CLIENT};
-use crate::handler::Handler;
 use crate::proto::session::Session;
 use crate::proto::time;
 

@@ -10,6 +10,42 @@ use crate::id::{ConnId, SendStatus, TimerId};
 use crate::proto::message::Message;
 
 /// The handler's view of the server during a callback.
+///
+/// A chat room: names kept per client, every message to everyone, and a
+/// reminder to the quiet ones.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsloop::{ConnId, Ctx, Decision, Handler, Message, Request, SendStatus};
+///
+/// #[derive(Default)]
+/// struct Member { name: String }
+///
+/// struct Chat;
+/// impl Handler for Chat {
+///     type Data = Member;
+///     fn on_open(&mut self, ctx: &mut Ctx<'_, Member>, id: ConnId, req: &Request) -> Decision {
+///         let name = req.query().unwrap_or("guest").to_owned();
+///         if let Some(member) = ctx.data(id) {
+///             member.name = name;
+///         }
+///         ctx.set_timer(Duration::from_secs(30), id.to_u64());
+///         Decision::accept()
+///     }
+///     fn on_message(&mut self, ctx: &mut Ctx<'_, Member>, id: ConnId, msg: Message<'_>) {
+///         let Message::Text(text) = msg else { return };
+///         let name = ctx.data(id).map(|m| m.name.clone()).unwrap_or_default();
+///         // Encoded once, shared by every recipient.
+///         ctx.broadcast_all(Message::Text(&format!("{name}: {text}")));
+///     }
+///     fn on_timer(&mut self, ctx: &mut Ctx<'_, Member>, _timer: wsloop::TimerId, tag: u64) {
+///         let id = ConnId::from_u64(tag);
+///         if ctx.send(id, Message::Text("still there?")) == SendStatus::Refused {
+///             return; // gone, or closing
+///         }
+///     }
+/// }
+/// ```
 pub struct Ctx<'a, D> {
     core: &'a mut Core<D>,
 }

@@ -7,6 +7,23 @@ use mio::Waker;
 
 /// Requests a running server to shut down, from any thread (or a signal
 /// handler: it only stores a flag and writes to an eventfd).
+///
+/// ```
+/// use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
+/// struct Echo;
+/// impl Handler for Echo {
+///     type Data = ();
+///     fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
+///         ctx.send(id, msg);
+///     }
+/// }
+/// let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), Config::default(), Echo)?;
+/// let stop = server.shutdown_handle();
+/// let t = std::thread::spawn(move || stop.shutdown());
+/// server.run()?; // returns once every client is gone
+/// t.join().unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ShutdownHandle {
     flag: Arc<AtomicBool>,

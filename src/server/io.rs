@@ -16,8 +16,8 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::Handler;
 use super::{Server, FIRST_CLIENT};
-use crate::handler::Handler;
 use crate::proto::session::Flow;
 use crate::proto::Transmit;
 

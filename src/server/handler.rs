@@ -11,12 +11,29 @@
 //! during one loop iteration are coalesced per client and written once when
 //! the iteration ends.
 
+use super::Ctx;
 use crate::id::{ConnId, TimerId};
 use crate::proto::handshake::{HttpResponse, Request};
 use crate::proto::message::Message;
-use crate::server::Ctx;
 
 /// The answer of [`Handler::on_open`].
+///
+/// ```
+/// use wsloop::{ConnId, Ctx, Decision, Handler, Message, Request};
+/// struct Api;
+/// impl Handler for Api {
+///     type Data = ();
+///     fn on_open(&mut self, _: &mut Ctx<'_, ()>, _: ConnId, req: &Request) -> Decision {
+///         match req.path() {
+///             // Speak `v2.api` if the client offers it.
+///             "/api" if req.protocols().any(|p| p == "v2.api") => Decision::accept_protocol("v2.api"),
+///             "/api" => Decision::accept(),
+///             _ => Decision::reject(404, "no such endpoint"),
+///         }
+///     }
+///     fn on_message(&mut self, _: &mut Ctx<'_, ()>, _: ConnId, _: Message<'_>) {}
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Upgrade, optionally with one of the subprotocols the client offered.
