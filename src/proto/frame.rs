@@ -11,7 +11,7 @@
 //! [`decode_header`] is a push parser in the httparse style: it answers
 //! [`Decoded::Partial`] until the whole header is present and never reads the
 //! payload. [`FrameHeader::check`] applies the per-frame rules of §5 that do
-//! not depend on earlier frames; fragmentation rules live in `protocol`.
+//! not depend on earlier frames; fragmentation rules live in `connection`.
 
 use thiserror::Error;
 
