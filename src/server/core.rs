@@ -84,6 +84,11 @@ impl<D> Core<D> {
         self.clients.get(id.key()).filter(|c| id.is(c.gen))
     }
 
+    /// The client `id` names, if it is still the one in its slot.
+    pub(super) fn client_mut(&mut self, id: ConnId) -> Option<&mut Client<D>> {
+        self.clients.get_mut(id.key()).filter(|c| id.is(c.gen))
+    }
+
     /// Stores a new client and returns its slot.
     pub(super) fn insert(&mut self, stream: TcpStream, session: Session, data: D) -> usize {
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -130,7 +135,7 @@ impl<D> Core<D> {
         let due = c.session.deadline(&self.config);
         if due < c.armed {
             c.armed = due;
-            self.timers.push(due, Due::Client(key as u32, c.gen));
+            self.timers.push(due, Due::Client(ConnId::new(key, c.gen)));
         }
         false
     }
@@ -322,9 +327,9 @@ impl<D> Core<D> {
         } = self;
         let live = user_timers.len() + clients.len() + 1;
         timers.purge_if_bloated(live, |at, due| match due {
-            Due::Client(k, g) => clients
-                .get(k as usize)
-                .is_some_and(|c| c.gen == g && c.armed == at),
+            Due::Client(id) => clients
+                .get(id.key())
+                .is_some_and(|c| id.is(c.gen) && c.armed == at),
             Due::User(k, g) => user_timers.get(k as usize).is_some_and(|(tg, _)| *tg == g),
             Due::Accept => true,
         });

@@ -18,6 +18,7 @@ use mio::{Interest, Token};
 
 use super::Handler;
 use super::{Server, FIRST_CLIENT};
+use crate::id::ConnId;
 use crate::proto::session::Flow;
 use crate::proto::Transmit;
 
@@ -115,7 +116,7 @@ impl<H: Handler> Server<H> {
             // More may be waiting; no new edge will say so. Come back next
             // iteration, after the other clients had their turn.
             if let Some(c) = self.core.clients.get(key) {
-                self.backlog.push((key, c.gen, read_closed));
+                self.backlog.push((ConnId::new(key, c.gen), read_closed));
             }
         }
         self.scratch = scratch;

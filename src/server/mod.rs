@@ -91,10 +91,9 @@ pub struct Server<H: Handler> {
     shutdown_deadline: Option<Instant>,
     done: bool,
     accept_paused: bool,
-    /// Clients with more to read than one turn took: slab key, generation,
-    /// and whether the peer's FIN was already reported (no new edge will
+    /// Clients with more to read than one turn took, and whether the peer's FIN was already reported (no new edge will
     /// come for it, so the next turn must read until EOF or `WouldBlock`).
-    backlog: Vec<(usize, u32, bool)>,
+    backlog: Vec<(ConnId, bool)>,
 }
 
 impl<H: Handler> Server<H> {
@@ -336,9 +335,9 @@ impl<H: Handler> Server<H> {
     }
 
     fn run_due(&mut self) {
-        for (key, gen, read_closed) in std::mem::take(&mut self.backlog) {
-            if self.core.clients.get(key).is_some_and(|c| c.gen == gen) {
-                self.read_ready(key, read_closed);
+        for (id, read_closed) in std::mem::take(&mut self.backlog) {
+            if self.core.client_mut(id).is_some() {
+                self.read_ready(id.key(), read_closed);
             }
         }
         self.run_timers();
@@ -459,16 +458,17 @@ impl<H: Handler> Server<H> {
         }
         for (at, due) in due_now {
             match due {
-                Due::Client(key, gen) => {
-                    let key = key as usize;
-                    let Some(c) = self.core.clients.get_mut(key).filter(|c| c.gen == gen) else {
+                Due::Client(id) => {
+                    let key = id.key();
+                    let Some(c) = self.core.clients.get_mut(key).filter(|c| id.is(c.gen)) else {
                         continue;
                     };
                     if c.armed != at {
                         continue; // superseded by an earlier entry
                     }
                     c.armed = NEVER;
-                    if c.session.deadline(&self.core.config) <= now {
+                    let due = c.session.deadline(&self.core.config);
+                    if due <= now {
                         self.expire(key);
                     } else {
                         self.core.touch(key);

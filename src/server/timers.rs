@@ -15,13 +15,14 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::id::ConnId;
 pub(crate) use crate::proto::time::Stamp;
 
 /// What a heap entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Due {
-    /// A client's own deadline (handshake, idle, close): slab key, generation.
-    Client(u32, u32),
+    /// A client's own deadline (handshake, idle, close).
+    Client(ConnId),
     /// A handler timer: timer slab key, generation.
     User(u32, u32),
     /// Resume accepting after an accept error.
@@ -84,12 +85,15 @@ mod tests {
         let t0: Stamp = 1_000;
         let mut t = Timers::default();
         t.push(t0 + 3_000, Due::Accept);
-        t.push(t0 + 1_000, Due::Client(1, 1));
+        t.push(t0 + 1_000, Due::Client(ConnId::new(1, 1)));
         t.push(t0 + 2_000, Due::User(0, 1));
         assert_eq!(t.next(), Some(t0 + 1_000));
         assert_eq!(t.pop_due(t0), None);
         let now = t0 + 2_000;
-        assert_eq!(t.pop_due(now).map(|(_, d)| d), Some(Due::Client(1, 1)));
+        assert_eq!(
+            t.pop_due(now).map(|(_, d)| d),
+            Some(Due::Client(ConnId::new(1, 1)))
+        );
         assert_eq!(t.pop_due(now).map(|(_, d)| d), Some(Due::User(0, 1)));
         assert_eq!(t.pop_due(now), None);
     }
