@@ -197,6 +197,14 @@ pub struct DeflateConfig {
     /// instead (any level: a message deflate does not shrink goes out
     /// uncompressed).
     pub level: u32,
+    /// The most memory the compression state of all connections together
+    /// may hold between messages (their context-takeover windows, see
+    /// [`Context::memory`](crate::proto::deflate::Context::memory)). A
+    /// connection whose agreement would pass it is answered without the
+    /// extension (still accepted, uncompressed), with a warning in the log,
+    /// and counted in [`Stats::deflate_declined`](crate::Stats). Default
+    /// 256 MiB: 10,000 browsers at the default windows hold at most 80 MiB.
+    pub max_memory: usize,
 }
 
 #[cfg(feature = "deflate")]
@@ -210,6 +218,7 @@ impl Default for DeflateConfig {
             client_no_context_takeover: false,
             compress_threshold: 64,
             level: 1,
+            max_memory: 256 << 20,
         }
     }
 }

@@ -834,3 +834,68 @@ fn poll_once_without_timeout_flushes_sends_made_through_context() {
         .expect("poll_once(None) blocked with a send pending");
     assert_eq!(frame.expect("the frame").text(), "from outside");
 }
+
+/// Upgrades against `server` offering permessage-deflate as a browser
+/// does, returning the client and the extension answered (if any).
+fn open_compressing(server: &mut Server<Rec>, offer: &str) -> (RawClient, Option<String>) {
+    let mut c = RawClient::connect(server.local_addr());
+    c.send(&upgrade_request(
+        "/z",
+        &[("Sec-WebSocket-Extensions", offer)],
+    ));
+    let r = c.response(server);
+    r.assert_upgraded();
+    let ext = r.header("Sec-WebSocket-Extensions").map(str::to_owned);
+    (c, ext)
+}
+
+#[test]
+fn compression_memory_ceiling_declines_the_extension_not_the_client() {
+    // A client that does not offer client_max_window_bits compresses with
+    // a 32 KiB window; with context takeover the server keeps that window,
+    // plus its own 4 KiB one (12 bits): 36 KiB per connection.
+    let mut config = Config::default();
+    config.deflate.server_max_window_bits = 12;
+    config.deflate.server_no_context_takeover = false;
+    config.deflate.max_memory = 80 * 1024;
+    let (mut server, log) = server_with(config);
+    let offer = "permessage-deflate";
+    let per_client = (1 << 15) + (1 << 12);
+
+    let (mut a, ext_a) = open_compressing(&mut server, offer);
+    let (_b, ext_b) = open_compressing(&mut server, offer);
+    assert!(ext_a.is_some() && ext_b.is_some(), "{ext_a:?} {ext_b:?}");
+    assert_eq!(server.stats().deflate_memory, 2 * per_client);
+
+    // The third would pass 80 KiB: accepted, without the extension.
+    let (mut c, ext_c) = open_compressing(&mut server, offer);
+    assert_eq!(ext_c, None);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.deflate_memory, stats.deflate_declined),
+        (2 * per_client, 1)
+    );
+    // It is served, uncompressed; an RSV1 frame from it is a protocol error.
+    c.send(&text("plain"));
+    let f = c.frame(&mut server);
+    assert_eq!((f.text(), f.rsv), ("plain", 0));
+    assert!(lock(&log).opens.len() == 3, "all three opened");
+
+    // A client without context takeover costs nothing: always accepted.
+    let (_d, ext_d) = open_compressing(
+        &mut server,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    );
+    assert!(ext_d.is_some_and(|e| e.contains("server_no_context_takeover")));
+    assert_eq!(server.stats().deflate_memory, 2 * per_client);
+
+    // One leaves: its charge is given back, and a newcomer gets compression.
+    a.send(&close(1000, ""));
+    a.wait_closed(&mut server);
+    step_until(&mut server, "the charge given back", |s| {
+        s.stats().deflate_memory == per_client
+    });
+    let (_e, ext_e) = open_compressing(&mut server, offer);
+    assert!(ext_e.is_some());
+    assert_eq!(server.stats().deflate_memory, 2 * per_client);
+}

@@ -41,9 +41,9 @@ use crate::proto::transmit::Transmit;
 use crate::proto::utf8::{assume_valid, truncate, Utf8Validator};
 
 #[cfg(feature = "deflate")]
-use crate::proto::deflate::{Agreed, InflateError, Session};
+use crate::proto::deflate::{Agreed, Context, InflateError};
 #[cfg(not(feature = "deflate"))]
-use no_deflate::Session;
+use no_deflate::Context;
 
 /// The payload of a control frame (at most 125 bytes): borrowed from the
 /// input when the frame arrived whole, else the pieces gathered across
@@ -299,7 +299,7 @@ pub struct Connection {
     failed: bool,
     out: SendQueue,
     /// permessage-deflate, when agreed (boxed: most connections have none).
-    deflate: Option<Box<Session>>,
+    deflate: Option<Box<Context>>,
 }
 
 impl Connection {
@@ -354,9 +354,25 @@ impl Connection {
         if self.role != Role::Server {
             return false;
         }
-        self.deflate = Some(Box::new(Session::new(agreed)));
+        self.deflate = Some(Box::new(Context::new(agreed)));
         self.allowed_rsv |= RSV1;
         true
+    }
+
+    /// Turns permessage-deflate off again before anything was exchanged
+    /// (the server declines the offer after all: its compression memory
+    /// ceiling, say).
+    #[cfg(feature = "deflate")]
+    pub fn clear_deflate(&mut self) {
+        self.deflate = None;
+        self.allowed_rsv &= !RSV1;
+    }
+
+    /// The most memory permessage-deflate can hold for this connection
+    /// between messages (its context-takeover windows), if agreed.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_memory(&self) -> Option<usize> {
+        self.deflate.as_deref().map(Context::memory)
     }
 
     /// The `Sec-WebSocket-Extensions` answer for the extensions in force
@@ -371,7 +387,7 @@ impl Connection {
     /// The permessage-deflate agreement in force, if any.
     #[cfg(feature = "deflate")]
     pub fn deflate(&self) -> Option<&Agreed> {
-        self.deflate.as_deref().map(Session::agreed)
+        self.deflate.as_deref().map(Context::agreed)
     }
 
     /// Feeds bytes received from the peer. Returns how many were consumed
@@ -963,12 +979,12 @@ fn inflate_error(e: InflateError) -> ProtocolError {
 #[cfg(not(feature = "deflate"))]
 mod no_deflate {
     #[derive(Debug)]
-    pub(crate) enum Session {}
+    pub(crate) enum Context {}
 
     #[derive(Debug)]
     pub(crate) enum Never {}
 
-    impl Session {
+    impl Context {
         pub(crate) fn wire(&self) -> u64 {
             match *self {}
         }

@@ -738,6 +738,27 @@ impl Session {
         Some(expired)
     }
 
+    /// The most memory permessage-deflate can hold for this session
+    /// between messages (its windows; 0 without context takeover), if it
+    /// was agreed. Known from [`Action::Upgrade`] on.
+    #[cfg(feature = "deflate")]
+    pub fn deflate_memory(&self) -> Option<usize> {
+        match &self.state {
+            State::Open(conn) => conn.deflate_memory(),
+            _ => None,
+        }
+    }
+
+    /// Declines the permessage-deflate agreement of an upgrade not yet
+    /// accepted: the `101` then carries no extension (a server over its
+    /// compression memory ceiling still serves the client, uncompressed).
+    #[cfg(feature = "deflate")]
+    pub fn decline_deflate(&mut self) {
+        if let (State::Open(conn), false) = (&mut self.state, self.accepted) {
+            conn.clear_deflate();
+        }
+    }
+
     /// Whether the session is over: close the socket and drop it (with the
     /// application told, if [`Session::is_accepted`]).
     #[inline]

@@ -36,6 +36,9 @@ pub(super) struct Client<D> {
     pub(super) dirty: bool,
     /// Counted in `Core::answering` (writing a final HTTP answer).
     pub(super) answering: bool,
+    /// What this client's compression state was charged against
+    /// `DeflateConfig::max_memory` (given back when it leaves).
+    pub(super) deflate_charge: u32,
 }
 
 /// The server's state that handler callbacks act on through [`Ctx`](super::Ctx).
@@ -55,6 +58,10 @@ pub(crate) struct Core<D> {
     /// Clients writing a final HTTP answer (refused, over capacity, plain
     /// HTTP): not counted as clients.
     pub(super) answering: usize,
+    /// Compression memory charged to the open connections.
+    pub(super) deflate_memory: usize,
+    /// Upgrades answered without compression for the memory ceiling.
+    pub(super) deflate_declined: u64,
     /// The client whose `on_close` is running: its data and socket stay
     /// reachable (the address can be asked) until it returns.
     pub(super) departing: Option<(ConnId, TcpStream, D)>,
@@ -76,6 +83,8 @@ impl<D> Core<D> {
             dirty: Vec::new(),
             next_gen: 0,
             answering: 0,
+            deflate_memory: 0,
+            deflate_declined: 0,
             departing: None,
         }
     }
@@ -101,6 +110,7 @@ impl<D> Core<D> {
             writable: false,
             dirty: false,
             answering: false,
+            deflate_charge: 0,
         });
         self.touch(key);
         key

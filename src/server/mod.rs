@@ -25,6 +25,7 @@ mod ctx;
 mod handle;
 mod handler;
 mod io;
+mod stats;
 mod timers;
 
 use std::io as stdio;
@@ -42,6 +43,7 @@ pub use self::ctx::Ctx;
 pub use self::handle::ShutdownHandle;
 pub use self::handler::{Decision, Handler};
 use self::io::Peer;
+pub use self::stats::Stats;
 use self::timers::Due;
 use crate::config::Config;
 use crate::id::ConnId;
@@ -399,6 +401,8 @@ impl<H: Handler> Server<H> {
                 }
             }
             Action::Upgrade(request) => {
+                #[cfg(feature = "deflate")]
+                self.charge_deflate(key);
                 let decision = self
                     .handler
                     .on_open(&mut Ctx::new(&mut self.core), id, &request);
@@ -444,6 +448,44 @@ impl<H: Handler> Server<H> {
                 "{}: pongs queued past the send limit, closing with 1008",
                 Peer(&self.core.clients[key].stream)
             ),
+        }
+    }
+
+    /// Charges the compression state just agreed for `key` against the
+    /// ceiling, or declines it (before `on_open`, so the handler and the
+    /// `101` see no extension).
+    #[cfg(feature = "deflate")]
+    fn charge_deflate(&mut self, key: usize) {
+        let core = &mut self.core;
+        let c = &mut core.clients[key];
+        let Some(cost) = c.session.deflate_memory() else {
+            return;
+        };
+        let ceiling = core.config.deflate.max_memory;
+        match u32::try_from(cost) {
+            Ok(charge) if core.deflate_memory + cost <= ceiling => {
+                core.deflate_memory += cost;
+                c.deflate_charge = charge;
+            }
+            _ => {
+                c.session.decline_deflate();
+                core.deflate_declined += 1;
+                warn!(
+                    "{}: permessage-deflate declined: the connections' compression state \
+                     would pass its ceiling of {ceiling} bytes ({} held, {cost} asked)",
+                    Peer(&c.stream),
+                    core.deflate_memory
+                );
+            }
+        }
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            clients: self.core.client_count(),
+            deflate_memory: self.core.deflate_memory,
+            deflate_declined: self.core.deflate_declined,
         }
     }
 
@@ -536,6 +578,7 @@ impl<H: Handler> Server<H> {
         if client.answering {
             self.core.answering -= 1;
         }
+        self.core.deflate_memory -= client.deflate_charge as usize;
         if !client.session.is_accepted() {
             return;
         }

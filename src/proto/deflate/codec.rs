@@ -118,6 +118,21 @@ impl Deflater {
         self.no_context_takeover = no_context_takeover;
     }
 
+    /// Primes a clean compressor with `dictionary`, the last bytes sent
+    /// through it on this connection (at most its window's worth is used):
+    /// context takeover without keeping the compressor between messages.
+    pub fn prime(&mut self, dictionary: &[u8]) {
+        self.reset();
+        let keep = dictionary.len().min(1 << self.window_bits);
+        // Invariant: a raw deflate stream that was just reset takes a
+        // dictionary; zlib refuses one only mid-stream or for a zlib/gzip
+        // wrapper.
+        self.compress
+            .set_dictionary(&dictionary[dictionary.len() - keep..])
+            .expect("a reset raw deflate stream takes a dictionary");
+        self.dirty = true;
+    }
+
     /// Forgets the window (a no-op on a clean compressor).
     pub(crate) fn reset(&mut self) {
         if self.dirty {
@@ -192,6 +207,9 @@ pub struct Inflater {
     started: bool,
     /// Input was inflated since the last reset (see `Deflater::dirty`).
     dirty: bool,
+    /// The message [`Inflater::finish`] last ended closed its deflate
+    /// stream (a BFINAL block): the next one starts with an empty window.
+    last_ended: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -221,7 +239,29 @@ impl Inflater {
             ended: false,
             started: false,
             dirty: false,
+            last_ended: false,
         }
+    }
+
+    /// Primes a clean decompressor with `dictionary`, the last bytes the
+    /// peer compressed on this connection (its window): context takeover
+    /// without keeping the decompressor between messages.
+    pub fn prime(&mut self, dictionary: &[u8]) {
+        self.reset();
+        let keep = dictionary.len().min(1 << 15);
+        // Invariant: a raw inflate stream that was just reset takes a
+        // dictionary at any time; zlib refuses one only for a zlib wrapper
+        // whose header asked for another.
+        self.decompress
+            .set_dictionary(&dictionary[dictionary.len() - keep..])
+            .expect("a reset raw inflate stream takes a dictionary");
+        self.dirty = true;
+    }
+
+    /// Whether the message [`Inflater::finish`] last ended closed its
+    /// deflate stream with a final block.
+    pub fn last_ended(&self) -> bool {
+        self.last_ended
     }
 
     /// Whether the decompressor is reset after every message.
@@ -278,6 +318,7 @@ impl Inflater {
         if self.started {
             self.feed(&TRAILER, out, max_out)?;
         }
+        self.last_ended = self.ended;
         if self.no_context_takeover || self.ended {
             self.reset();
         } else {

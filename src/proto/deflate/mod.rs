@@ -60,6 +60,6 @@ mod session;
 
 pub use codec::{Deflater, InflateError, Inflater, INFLATE_STEP, TRAILER};
 pub use negotiate::{negotiate, Agreed, EXTENSION_NAME, MIN_SERVER_WINDOW_BITS};
-pub use session::{compress_shared, Session};
+pub use session::{compress_shared, Context};
 
 pub use crate::config::DeflateConfig;

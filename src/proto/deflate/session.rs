@@ -1,15 +1,22 @@
-//! One connection's permessage-deflate state, and the per-thread spare
-//! codecs that keep it cheap.
+//! One connection's permessage-deflate context, and the per-thread codecs
+//! that every connection of the loop shares.
 //!
-//! A compressor and decompressor hold about 330 KiB between them (measured
-//! as server memory per client, BENCHMARKS.md), so a
-//! [`Session`] creates neither until a message needs it, and only keeps one
-//! between messages when the agreement makes it carry context (the LZ77
-//! window) from one message to the next. Without context takeover a codec
-//! is borrowed from this thread's spares for one message and given back
-//! reset: one codec then serves every such connection of the loop. A
-//! connection that leaves gives its codecs back too, so a new client does
-//! not pay for a fresh allocation.
+//! ```text
+//! send:    payload ─► spare Deflater(bits, level) ─ primed with `sent` ─► RSV1 body ─► `sent` += payload
+//! receive: RSV1 pieces ─► spare Inflater ─ primed with `received` ─► message ─► `received` += message
+//! ```
+//!
+//! A zlib-rs compressor holds about 190 to 320 KiB of touched memory and a
+//! decompressor about 20 KiB (measured as RSS, BENCHMARKS.md), whatever
+//! window was agreed. Context takeover does not need them between
+//! messages: it needs the window, the last 2^bits bytes of what went
+//! through. So a [`Context`] keeps only those bytes (none without context
+//! takeover), and each message borrows a codec from this thread's spares,
+//! primes it with the window (`deflateSetDictionary`,
+//! `inflateSetDictionary`; RFC 7692 §7.2.3.3's "sliding window"), and
+//! gives it back reset. One codec of each kind then serves every
+//! connection of the loop, and a browser that agreed to 12-bit windows
+//! costs at most 4 KiB each way.
 
 use std::cell::RefCell;
 
@@ -28,7 +35,7 @@ thread_local! {
     static SPARES: RefCell<Spares> = RefCell::new(Spares::default());
 }
 
-fn take_deflater(window_bits: u8, level: u32, no_context_takeover: bool) -> Deflater {
+fn take_deflater(window_bits: u8, level: u32) -> Deflater {
     let spare = SPARES.with(|s| {
         let mut s = s.borrow_mut();
         let i = s
@@ -37,23 +44,13 @@ fn take_deflater(window_bits: u8, level: u32, no_context_takeover: bool) -> Defl
             .position(|d| d.window_bits() == window_bits && d.level() == level)?;
         Some(s.deflaters.swap_remove(i))
     });
-    match spare {
-        Some(mut d) => {
-            d.recycle(no_context_takeover);
-            d
-        }
-        None => Deflater::new(window_bits, level, no_context_takeover),
-    }
+    spare.unwrap_or_else(|| Deflater::new(window_bits, level, true))
 }
 
-fn take_inflater(no_context_takeover: bool) -> Inflater {
-    match SPARES.with(|s| s.borrow_mut().inflaters.pop()) {
-        Some(mut i) => {
-            i.recycle(no_context_takeover);
-            i
-        }
-        None => Inflater::new(no_context_takeover),
-    }
+fn take_inflater() -> Inflater {
+    SPARES
+        .with(|s| s.borrow_mut().inflaters.pop())
+        .unwrap_or_else(|| Inflater::new(true))
 }
 
 fn give_deflater(mut d: Deflater) {
@@ -81,7 +78,7 @@ fn give_inflater(mut i: Inflater) {
 /// connections with that agreement can share (broadcast). Returns false,
 /// with nothing appended, when compressing does not make it smaller.
 pub fn compress_shared(payload: &[u8], window_bits: u8, level: u32, out: &mut Vec<u8>) -> bool {
-    let mut d = take_deflater(window_bits, level, true);
+    let mut d = take_deflater(window_bits, level);
     let smaller = shrink(&mut d, payload, out);
     give_deflater(d);
     smaller
@@ -102,38 +99,98 @@ fn shrink(d: &mut Deflater, payload: &[u8], out: &mut Vec<u8>) -> bool {
     false
 }
 
-/// The server's side of one connection's permessage-deflate agreement.
+/// The last `cap` bytes of a stream: a context-takeover window.
+#[derive(Debug, Default)]
+struct Window {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl Window {
+    /// A window of 2^bits bytes, or none at all (`cap` 0) without context
+    /// takeover.
+    fn new(bits: u8, takeover: bool) -> Window {
+        Window {
+            bytes: Vec::new(),
+            cap: if takeover { 1 << bits } else { 0 },
+        }
+    }
+
+    /// Appends `data`, keeping the last `cap` bytes. The buffer grows to
+    /// `cap` at most (exactly, not by doubling): a short chat holds only
+    /// what it sent.
+    fn push(&mut self, data: &[u8]) {
+        if self.cap == 0 {
+            return;
+        }
+        if data.len() >= self.cap {
+            self.bytes.clear();
+            self.bytes.reserve_exact(self.cap);
+            self.bytes.extend_from_slice(&data[data.len() - self.cap..]);
+            return;
+        }
+        let excess = (self.bytes.len() + data.len()).saturating_sub(self.cap);
+        self.bytes.drain(..excess);
+        let need = self.bytes.len() + data.len();
+        if need > self.bytes.capacity() {
+            self.bytes
+                .reserve_exact(need.next_power_of_two().min(self.cap) - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(data);
+    }
+
+    fn clear(&mut self) {
+        self.bytes = Vec::new();
+    }
+
+    /// Bytes of memory the window can come to hold.
+    fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+/// One connection's side of a permessage-deflate agreement: the windows
+/// that context takeover needs, and nothing else between messages.
 ///
 /// ```
-/// use wsloop::proto::deflate::{negotiate, DeflateConfig, Session};
+/// use wsloop::proto::deflate::{negotiate, Context, DeflateConfig};
 /// use wsloop::proto::handshake::ExtensionOffer;
 ///
 /// let offer = ExtensionOffer { name: "permessage-deflate", params: vec![] };
 /// let agreed = negotiate(&[offer], &DeflateConfig::default()).unwrap();
-/// let mut session = Session::new(agreed);
+/// let mut cx = Context::new(agreed);
 /// let text = "a message long enough to be worth compressing, ".repeat(4);
 ///
 /// let mut body = Vec::new();
-/// assert!(session.compress(text.as_bytes(), &mut body)); // RSV1 frame body
-/// assert!(!session.compress(b"short", &mut body)); // below the threshold: sent as is
+/// assert!(cx.compress(text.as_bytes(), &mut body)); // RSV1 frame body
+/// assert!(!cx.compress(b"short", &mut body)); // below the threshold: sent as is
 /// ```
 #[derive(Debug)]
-pub struct Session {
+pub struct Context {
     agreed: Agreed,
-    /// Kept between messages only with context takeover.
-    deflater: Option<Deflater>,
-    /// Kept between messages with context takeover, and during a message.
+    /// What the server sent compressed, with server context takeover.
+    sent: Window,
+    /// What the client sent compressed, with client context takeover.
+    received: Window,
+    /// A decompressor borrowed for the compressed message in progress.
     inflater: Option<Inflater>,
     /// Compressed bytes of the message in progress (its limit on the wire).
     wire: u64,
 }
 
-impl Session {
-    /// A session for `agreed`; no codec is created yet.
+impl Context {
+    /// The context of `agreed`; nothing is allocated yet.
     pub fn new(agreed: Agreed) -> Self {
-        Session {
+        Context {
+            sent: Window::new(
+                agreed.server_max_window_bits(),
+                !agreed.server_no_context_takeover(),
+            ),
+            received: Window::new(
+                agreed.client_max_window_bits(),
+                !agreed.client_no_context_takeover(),
+            ),
             agreed,
-            deflater: None,
             inflater: None,
             wire: 0,
         }
@@ -142,6 +199,13 @@ impl Session {
     /// The agreement.
     pub fn agreed(&self) -> &Agreed {
         &self.agreed
+    }
+
+    /// The most memory this connection's compression can hold between
+    /// messages: its two windows (a codec borrowed for a message is the
+    /// thread's, not the connection's).
+    pub fn memory(&self) -> usize {
+        self.sent.cap() + self.received.cap()
     }
 
     /// Whether a message of `len` bytes is sent compressed.
@@ -161,22 +225,22 @@ impl Session {
     /// Appends the compressed body of the message `payload` to `out` and
     /// returns true, or returns false (and appends nothing) when the
     /// message is to go out as is: below the compression threshold, or not
-    /// made smaller by deflate (already compressed or random data).
+    /// made smaller by deflate (already compressed or random data). A
+    /// message that goes out as is does not enter the window: the client's
+    /// decompressor never sees it.
     pub fn compress(&mut self, payload: &[u8], out: &mut Vec<u8>) -> bool {
         if !self.compresses(payload.len()) {
             return false;
         }
         let a = &self.agreed;
-        let nct = a.server_no_context_takeover();
-        let mut d = self
-            .deflater
-            .take()
-            .unwrap_or_else(|| take_deflater(a.server_max_window_bits(), a.level(), nct));
+        let mut d = take_deflater(a.server_max_window_bits(), a.level());
+        if !self.sent.bytes.is_empty() {
+            d.prime(&self.sent.bytes);
+        }
         let smaller = shrink(&mut d, payload, out);
-        if nct {
-            give_deflater(d);
-        } else {
-            self.deflater = Some(d);
+        give_deflater(d);
+        if smaller {
+            self.sent.push(payload);
         }
         smaller
     }
@@ -187,7 +251,9 @@ impl Session {
     }
 
     /// Inflates the next piece of a compressed message into `out` (see
-    /// [`Inflater::feed`]; `max_out` is the message limit).
+    /// [`Inflater::feed`]; `max_out` is the message limit). `out` holds
+    /// the message from its first byte: [`Context::finish`] takes its end
+    /// into the window.
     pub fn inflate(
         &mut self,
         input: &[u8],
@@ -198,34 +264,49 @@ impl Session {
             return Ok(());
         }
         self.wire += input.len() as u64;
-        let nct = self.agreed.client_no_context_takeover();
-        self.inflater
-            .get_or_insert_with(|| take_inflater(nct))
-            .feed(input, out, max_out)
-    }
-
-    /// Ends a compressed message (see [`Inflater::finish`]); without
-    /// context takeover the decompressor goes back to the spares.
-    pub fn finish(&mut self, out: &mut Vec<u8>, max_out: usize) -> Result<(), InflateError> {
-        self.wire = 0;
-        let Some(inflater) = self.inflater.as_mut() else {
-            return Ok(()); // no payload byte: an empty message
-        };
-        let result = inflater.finish(out, max_out);
-        if self.agreed.client_no_context_takeover() {
+        let received = &self.received.bytes;
+        let inflater = self.inflater.get_or_insert_with(|| {
+            let mut i = take_inflater();
+            if !received.is_empty() {
+                i.prime(received);
+            }
+            i
+        });
+        let result = inflater.feed(input, out, max_out);
+        if result.is_err() {
+            // The connection fails; the decompressor goes back clean.
             if let Some(i) = self.inflater.take() {
                 give_inflater(i);
             }
         }
         result
     }
+
+    /// Ends a compressed message (see [`Inflater::finish`]): the message,
+    /// all of `out`, enters the window and the decompressor goes back to
+    /// the spares.
+    pub fn finish(&mut self, out: &mut Vec<u8>, max_out: usize) -> Result<(), InflateError> {
+        self.wire = 0;
+        let Some(mut inflater) = self.inflater.take() else {
+            return Ok(()); // no payload byte: an empty message
+        };
+        let result = inflater.finish(out, max_out);
+        if result.is_ok() {
+            if inflater.last_ended() {
+                // §7.2.3.4 (BFINAL): the client's next message starts a new
+                // stream, with an empty window.
+                self.received.clear();
+            } else {
+                self.received.push(out);
+            }
+        }
+        give_inflater(inflater);
+        result
+    }
 }
 
-impl Drop for Session {
+impl Drop for Context {
     fn drop(&mut self) {
-        if let Some(d) = self.deflater.take() {
-            give_deflater(d);
-        }
         if let Some(i) = self.inflater.take() {
             give_inflater(i);
         }

@@ -1,0 +1,16 @@
+//! What the loop counts about itself, for operators (and, later, the
+//! Prometheus endpoint).
+
+/// A snapshot of the server's counters ([`Server::stats`](crate::Server::stats)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Clients connected (handshaking, open or closing).
+    pub clients: usize,
+    /// Memory the open connections' permessage-deflate state may hold
+    /// between messages, summed (see `DeflateConfig::max_memory`).
+    pub deflate_memory: usize,
+    /// Upgrades answered without permessage-deflate because their
+    /// agreement would have passed `DeflateConfig::max_memory`.
+    pub deflate_declined: u64,
+}
