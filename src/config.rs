@@ -212,8 +212,8 @@ impl Default for DeflateConfig {
     fn default() -> Self {
         DeflateConfig {
             enabled: true,
-            server_max_window_bits: 15,
-            client_max_window_bits: 15,
+            server_max_window_bits: 12,
+            client_max_window_bits: 12,
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             compress_threshold: 64,
@@ -289,7 +289,7 @@ mod deflate_tests {
         assert!(c.enabled);
         assert_eq!(
             (c.server_max_window_bits, c.client_max_window_bits),
-            (15, 15)
+            (12, 12)
         );
         assert!(!c.server_no_context_takeover && !c.client_no_context_takeover);
         assert_eq!((c.compress_threshold, c.level), (64, 1));

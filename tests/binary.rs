@@ -602,7 +602,7 @@ fn help_documents_every_flag_with_its_default() {
     #[cfg(feature = "deflate")]
     flags.extend([
         ("--no-deflate", "[default: offers are accepted]"),
-        ("--deflate-window-bits", "[default: 15]"),
+        ("--deflate-window-bits", "[default: 12]"),
         (
             "--deflate-no-context-takeover",
             "[default: context takeover]",
@@ -1152,7 +1152,9 @@ fn noise_then_zeros(noise: &[u8], times: usize) -> Vec<u8> {
 
 #[cfg(feature = "deflate")]
 fn raw_deflate() -> flate2::Compress {
-    flate2::Compress::new(flate2::Compression::default(), false)
+    // The window the server asks a browser-like client for (the default
+    // `client_max_window_bits=12`).
+    flate2::Compress::new_with_window_bits(flate2::Compression::default(), false, 12)
 }
 
 #[cfg(feature = "deflate")]
@@ -1183,11 +1185,16 @@ fn compressed_echo(ws: &mut RawWs, rx: &mut flate2::Decompress, data: &[u8]) -> 
 fn permessage_deflate_is_agreed_and_echoes_compressed() {
     let server = Wsloop::start(&[]);
     server.wait_log(
-        &["INFO", "permessage-deflate: accepted (window 15 bits, level 1, threshold 64 bytes, context takeover)"],
+        &["INFO", "permessage-deflate: accepted (window 12 bits, level 1, threshold 64 bytes, context takeover)"],
         1,
     );
     let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
-    assert_eq!(ws.extensions(), Some("permessage-deflate"), "{}", ws.head);
+    assert_eq!(
+        ws.extensions(),
+        Some("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"),
+        "{}",
+        ws.head
+    );
     // The log names the agreement.
     server.wait_log(
         &["INFO", "/echo opened as #", " with permessage-deflate"],
@@ -1231,14 +1238,15 @@ fn permessage_deflate_is_agreed_and_echoes_compressed() {
     assert_eq!(inflate(&mut rx, &back.body), long.as_bytes());
 
     // Context takeover: the same message a second time refers back to the
-    // first, 16 KiB earlier; its 8 KiB of noise cost nothing then.
-    let message = noise_then_zeros(&noise(8 << 10, 7), 1);
+    // first, 2 KiB earlier (within the default 4 KiB window); its 1 KiB of
+    // noise costs nothing then.
+    let message = noise_then_zeros(&noise(1 << 10, 7), 1);
     let first = compressed_echo(&mut ws, &mut rx, &message);
     ws.send(true, true, BINARY, &compress(&mut tx, &message));
     let back = ws.message();
     assert!(back.rsv1 && inflate(&mut rx, &back.body) == message);
     let second = back.body.len();
-    assert!(first > 8 << 10, "noise compressed to {first} bytes");
+    assert!(first > 1 << 10, "noise compressed to {first} bytes");
     assert!(
         second * 20 < first,
         "{second} bytes after {first}: the window kept the first"

@@ -13,7 +13,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use wsloop::proto::deflate::{
-    negotiate, Agreed, DeflateConfig, Deflater, InflateError, Inflater, INFLATE_STEP, TRAILER,
+    negotiate, Agreed, Context, DeflateConfig, Deflater, InflateError, Inflater, INFLATE_STEP,
+    TRAILER,
 };
 use wsloop::proto::handshake::{parse_request, ExtensionOffer, Parsed, Request};
 use wsloop::Config;
@@ -173,10 +174,15 @@ fn on() -> DeflateConfig {
     with(|_| {})
 }
 
-/// An enabled policy changed by `f` (the struct is non-exhaustive).
+/// An enabled policy with both windows at 15 bits (so that an answer
+/// follows from the offer alone; the defaults' own answers are checked in
+/// `default_policy_answers`), changed by `f` (the struct is
+/// non-exhaustive).
 fn with(f: impl FnOnce(&mut DeflateConfig)) -> DeflateConfig {
     let mut policy = DeflateConfig::default();
     policy.enabled = true;
+    policy.server_max_window_bits = 15;
+    policy.client_max_window_bits = 15;
     f(&mut policy);
     policy
 }
@@ -326,6 +332,53 @@ fn first_acceptable_offer_wins() {
             "offers {headers:?}"
         );
     }
+}
+
+#[test]
+fn default_policy_answers() {
+    // The defaults keep 4 KiB each way per client: the server compresses
+    // with a 12-bit window (it may say so unasked, RFC 7692 §7.1.2.1) and
+    // asks for one of a client that offers `client_max_window_bits` (as
+    // browsers do); a client that does not offer it keeps its 32 KiB.
+    let policy = DeflateConfig::default();
+    let cases = [
+        (
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+        ),
+        (
+            "permessage-deflate",
+            "permessage-deflate; server_max_window_bits=12",
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10",
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=10",
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=12",
+        ),
+    ];
+    for (offer, answer) in cases {
+        let agreed = agree(&[offer], &policy).expect(offer);
+        assert_eq!(agreed.response(), answer, "{offer}");
+    }
+    // What each costs between messages: the windows kept.
+    let memory = |offer: &str| Context::new(agree(&[offer], &policy).unwrap()).memory();
+    assert_eq!(
+        memory("permessage-deflate; client_max_window_bits"),
+        8 << 10
+    );
+    assert_eq!(memory("permessage-deflate"), (4 << 10) + (32 << 10));
+    assert_eq!(
+        memory("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        0
+    );
 }
 
 #[test]

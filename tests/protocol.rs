@@ -1348,7 +1348,11 @@ mod deflate {
     }
 
     fn agree(params: &[(&'static str, Option<&'static str>)]) -> Agreed {
-        agree_with(&DeflateConfig::default(), params)
+        // Full windows: the answers follow from the offers alone.
+        let mut policy = DeflateConfig::default();
+        policy.server_max_window_bits = 15;
+        policy.client_max_window_bits = 15;
+        agree_with(&policy, params)
     }
 
     fn with_deflate(mut conn: Connection, agreed: Agreed) -> Connection {

@@ -80,10 +80,10 @@ impl Upgrade {
 /// Checks the server's `Sec-WebSocket-Extensions` answer to a
 /// permessage-deflate offer (RFC 7692 §7.1): exactly that extension, each
 /// parameter at most once and one the server may answer with. The client
-/// compresses with a 15-bit window, so a `client_max_window_bits` below 15
-/// is refused (no server we measure asks for one); the server's window and
-/// context takeover need nothing (the decompressor has a 32 KiB window and
-/// keeps context either way).
+/// compresses with a 9-bit window, so any `client_max_window_bits` from 9
+/// up is honoured (8, which zlib cannot compress with, is refused); the
+/// server's window and context takeover need nothing (the decompressor has
+/// a 32 KiB window and keeps context either way).
 pub fn check_deflate_answer(values: &[&[u8]]) -> Result<(), String> {
     let answer = values
         .iter()
@@ -122,7 +122,9 @@ pub fn check_deflate_answer(values: &[&[u8]]) -> Result<(), String> {
         let ok = match name {
             "server_no_context_takeover" | "client_no_context_takeover" => value.is_none(),
             "server_max_window_bits" => bits.is_some_and(|b| (8..=15).contains(&b)),
-            "client_max_window_bits" => bits == Some(15),
+            // The frames are compressed with a 9-bit window (see
+            // `compressed_frame`): any window from 9 bits up is honoured.
+            "client_max_window_bits" => bits.is_some_and(|b| (9..=15).contains(&b)),
             _ => false,
         };
         if !ok {
@@ -626,7 +628,8 @@ mod tests {
         assert!(check(&[b"permessage-deflate; server_max_window_bits=10", b""]).is_ok());
         assert!(check(&[b"permessage-deflate;client_max_window_bits=\"15\""]).is_ok());
         assert!(check(&[]).is_err());
-        assert!(check(&[b"permessage-deflate; client_max_window_bits=10"]).is_err());
+        assert!(check(&[b"permessage-deflate; client_max_window_bits=10"]).is_ok());
+        assert!(check(&[b"permessage-deflate; client_max_window_bits=8"]).is_err());
         assert!(check(&[b"permessage-deflate; server_max_window_bits"]).is_err());
         assert!(check(&[
             b"permessage-deflate; server_no_context_takeover; server_no_context_takeover"

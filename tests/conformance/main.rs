@@ -64,7 +64,12 @@ impl EchoServer {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let addr = "127.0.0.1:0".parse().unwrap();
-            let mut server = Server::bind(addr, Config::default(), Echo)?;
+            // The full windows, so that every answer follows from the offer
+            // alone (the defaults' own answers: tests/deflate.rs).
+            let mut config = Config::default();
+            config.deflate.server_max_window_bits = 15;
+            config.deflate.client_max_window_bits = 15;
+            let mut server = Server::bind(addr, config, Echo)?;
             tx.send((server.local_addr(), server.shutdown_handle()))
                 .unwrap();
             server.run()

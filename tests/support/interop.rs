@@ -61,11 +61,12 @@ pub const CHECKS: &[&str] = &[
 ];
 
 /// The `Sec-WebSocket-Extensions` answers the server gives the scripts'
-/// offers: the peer's default, both `no_context_takeover` parameters, both
-/// windows at 10 bits.
-pub const DEFLATE: &str = "permessage-deflate";
-pub const DEFLATE_NO_CONTEXT_TAKEOVER: &str =
-    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// offers: the peer's default (a browser-like offer: the default 12-bit
+/// windows), both `no_context_takeover` parameters, both windows at 10 bits.
+pub const DEFLATE: &str =
+    "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12";
+pub const DEFLATE_NO_CONTEXT_TAKEOVER: &str = "permessage-deflate; server_no_context_takeover; \
+     client_no_context_takeover; server_max_window_bits=12; client_max_window_bits=12";
 pub const DEFLATE_WINDOW_BITS_10: &str =
     "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10";
 
@@ -342,7 +343,7 @@ pub fn run(mut peer: Peer) {
     expected.push((true, text.len()));
     expected.push((false, binary.len()));
     expected.extend([(true, 64 << 10), (false, 64 << 10)]); // fragmented 64 KiB
-    expected.extend([(false, 16 << 10), (false, 16 << 10)]); // context takeover
+    expected.extend([(false, 2 << 10), (false, 2 << 10)]); // context takeover
     expected.push((true, "after the ping".len()));
     assert_eq!(
         kinds("/echo"),

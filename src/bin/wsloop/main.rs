@@ -112,7 +112,7 @@ struct DeflateArgs {
 
     /// Largest window the server compresses with, as a power of two: 9
     /// (512 bytes) to 15 (32 KiB); a client may ask for less
-    #[arg(long, value_name = "BITS", default_value = "15", allow_negative_numbers = true,
+    #[arg(long, value_name = "BITS", default_value = "12", allow_negative_numbers = true,
           conflicts_with = "no_deflate", value_parser = clap::value_parser!(u8).range(9..=15))]
     deflate_window_bits: u8,
 

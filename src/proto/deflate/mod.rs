@@ -41,7 +41,11 @@
 //!     params: vec![("client_max_window_bits", None)],
 //! };
 //! let agreed = negotiate(&[offer], &policy).expect("accepted");
-//! assert_eq!(agreed.response(), "permessage-deflate");
+//! // A browser's offer: 4 KiB windows each way by default.
+//! assert_eq!(
+//!     agreed.response(),
+//!     "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+//! );
 //!
 //! let (mut deflater, mut inflater) = (agreed.deflater(), agreed.inflater());
 //! let mut body = Vec::new();

@@ -315,10 +315,10 @@ async function repeatEcho(c, data) {
 
 async function contextTakeoverCheck(c) {
   await check("context-takeover", async () => {
-    // 8 KiB of noise does not compress, but the second time the server's
-    // compressor still holds the first in its window.
-    const [first, second] = await repeatEcho(c, noiseThenZeros(1, 8 << 10));
-    assert(first > 8 << 10, `noise compressed to ${first} bytes`);
+    // 1 KiB of noise does not compress, but the second time the server's
+    // window (4 KiB by default) still holds the first.
+    const [first, second] = await repeatEcho(c, noiseThenZeros(1, 1 << 10));
+    assert(first > 1 << 10, `noise compressed to ${first} bytes`);
     assert(second * 20 < first, `${second} bytes the second time, ${first} the first`);
   });
 }
@@ -362,7 +362,13 @@ async function noContextTakeoverChecks() {
       clientNoContextTakeover: true,
     });
     await c.opened;
-    const want = [DEFLATE, "server_no_context_takeover", "client_no_context_takeover"];
+    const want = [
+      DEFLATE,
+      "server_no_context_takeover",
+      "client_no_context_takeover",
+      "server_max_window_bits=12",
+      "client_max_window_bits=12",
+    ];
     if (!(await agreedCheck("no-context-takeover-agreed", c, want))) return;
     await check("no-context-takeover-echo", async () => {
       const params = c.deflate().params;
@@ -465,7 +471,8 @@ async function main() {
     await check("subprotocol-chosen", async () => {
       assert(c.ws.protocol === "chat.v2", `got ${JSON.stringify(c.ws.protocol)}`);
     });
-    await agreedCheck("deflate-agreed", c, [DEFLATE]);
+    // The default windows: 12 bits each way (4 KiB kept per client).
+    await agreedCheck("deflate-agreed", c, [DEFLATE, "server_max_window_bits=12", "client_max_window_bits=12"]);
     await echoChecks(c);
     await fragmentedChecks(c);
     await contextTakeoverCheck(c);

@@ -227,10 +227,10 @@ async def repeat_echo(ws, seen, data):
 
 async def context_takeover_check(ws, seen):
     async def takeover():
-        # 8 KiB of noise does not compress, but the second time the
-        # server's compressor still holds the first in its window.
-        first, second = await repeat_echo(ws, seen, noise_then_zeros(1, 8 << 10))
-        assert first > 8 << 10, f"noise compressed to {first} bytes"
+        # 1 KiB of noise does not compress, but the second time the
+        # server's window (4 KiB by default) still holds the first.
+        first, second = await repeat_echo(ws, seen, noise_then_zeros(1, 1 << 10))
+        assert first > 1 << 10, f"noise compressed to {first} bytes"
         assert second * 20 < first, f"{second} bytes the second time, {first} the first"
 
     await check("context-takeover", takeover)
@@ -256,7 +256,9 @@ async def main():
         ) as ws:
             await check("subprotocol-chosen", subprotocol_is(ws, "chat.v2"))
             seen = Compressed(ws)
-            await check("deflate-agreed", negotiated(ws, seen, [DEFLATE]))
+            # The default windows: 12 bits each way (4 KiB kept per client).
+            want = [DEFLATE, "server_max_window_bits=12", "client_max_window_bits=12"]
+            await check("deflate-agreed", negotiated(ws, seen, want))
             await echo_checks(ws, seen)
             await fragmented_checks(ws, seen)
             await context_takeover_check(ws, seen)
@@ -354,7 +356,13 @@ async def no_context_takeover_checks():
     try:
         async with open_ws("/no-context-takeover", extensions=[factory]) as ws:
             seen = Compressed(ws)
-            want = [DEFLATE, "server_no_context_takeover", "client_no_context_takeover"]
+            want = [
+                DEFLATE,
+                "server_no_context_takeover",
+                "client_no_context_takeover",
+                "server_max_window_bits=12",
+                "client_max_window_bits=12",
+            ]
             await check("no-context-takeover-agreed", negotiated(ws, seen, want))
 
             async def echo():
