@@ -107,8 +107,9 @@ DEFLATE_SERVERS = {
     "wsloop-deflate": {
         "label": "wsloop",
         "about": "this commit's library in `examples/echo` (`--deflate on`: the default "
-                 "`Config`, permessage-deflate on the client's terms, level 1, threshold "
-                 "64 B, codecs kept per connection with context takeover)",
+                 "`Config`: level 1, threshold 64 B, context takeover with 12-bit windows "
+                 "each way, the windows kept per connection and the codecs borrowed from "
+                 "the loop's spares per message)",
         "cmd": [_ECHO, "{addr}", "--deflate", "on", "--max-clients", "20000"],
         "echo": "/echo",
         "color": "#d9480f",
@@ -116,8 +117,7 @@ DEFLATE_SERVERS = {
     "wsloop-deflate-nct": {
         "label": "wsloop, no context takeover",
         "about": "the same with `--deflate no-context-takeover` (`server_no_context_takeover` "
-                 "and `client_no_context_takeover` asked for: codecs borrowed from the "
-                 "loop's spares per message)",
+                 "and `client_no_context_takeover` asked for: nothing kept per connection)",
         "cmd": [_ECHO, "{addr}", "--deflate", "no-context-takeover", "--max-clients", "20000"],
         "echo": "/echo",
         "color": "#f08c00",
@@ -140,6 +140,32 @@ DEFLATE_SERVERS = {
         "color": "#9775fa",
     },
 }
+# uWebSockets (uNetworking/uWebSockets with uSockets, no SSL, -O3), built by
+# hand outside this repository from its public sources: an echo server as
+# its examples/EchoServer.cpp with `ws->send(message, opCode, true)` and
+# `.compression` set to DEDICATED_COMPRESSOR | DEDICATED_DECOMPRESSOR
+# (`echo-dedicated`) or SHARED_COMPRESSOR | SHARED_DECOMPRESSOR
+# (`echo-shared`), the port as its one argument. WSLOOP_UWS_BIN names the
+# folder that holds them; without it these rows run without uWebSockets.
+UWS_BIN = os.environ.get("WSLOOP_UWS_BIN")
+if UWS_BIN:
+    DEFLATE_SERVERS["uws-dedicated"] = {
+        "label": "uWS, dedicated",
+        "about": "uWebSockets built from source (`%s/echo-dedicated`): "
+                 "DEDICATED_COMPRESSOR | DEDICATED_DECOMPRESSOR, zlib level 6, "
+                 "context takeover" % UWS_BIN,
+        "cmd": [os.path.join(UWS_BIN, "echo-dedicated"), "{port}"],
+        "echo": "/echo",
+        "color": "#2f9e44",
+    }
+    DEFLATE_SERVERS["uws-shared"] = {
+        "label": "uWS, shared",
+        "about": "the same with SHARED_COMPRESSOR | SHARED_DECOMPRESSOR "
+                 "(`%s/echo-shared`: one compressor for all, no context takeover)" % UWS_BIN,
+        "cmd": [os.path.join(UWS_BIN, "echo-shared"), "{port}"],
+        "echo": "/echo",
+        "color": "#74b816",
+    }
 for _v in DEFLATE_SERVERS.values():
     _v["chat"] = None
 SERVERS.update(DEFLATE_SERVERS)
@@ -188,7 +214,7 @@ def deflate_rows(idle_n):
     exchanged compressed messages."""
     per_cpu = "per_server_cpu_s"
     every = list(DEFLATE_SERVERS)
-    context = ["wsloop-deflate", "node-ws"]
+    context = ["wsloop-deflate", "node-ws"] + (["uws-dedicated"] if UWS_BIN else [])
     n = "{:,}".format(idle_n)
     return [
         Row("chat-1k", "100 x 1 KiB chat text, uncompressed (no offer), 1 in flight", "echo",
@@ -243,7 +269,8 @@ def run_one(server_key, row, opts, logdir, tag):
     server = SERVERS[server_key]
     port = free_port()
     addr = "127.0.0.1:%d" % port
-    cmd = ["taskset", "-c", opts.server_cpu] + [a.replace("{addr}", addr) for a in server["cmd"]]
+    cmd = ["taskset", "-c", opts.server_cpu] + [
+        a.replace("{addr}", addr).replace("{port}", str(port)) for a in server["cmd"]]
     log_path = os.path.join(logdir, tag + ".server.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

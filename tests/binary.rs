@@ -603,6 +603,8 @@ fn help_documents_every_flag_with_its_default() {
     flags.extend([
         ("--no-deflate", "[default: offers are accepted]"),
         ("--deflate-window-bits", "[default: 12]"),
+        ("--deflate-client-window-bits", "[default: 12]"),
+        ("--deflate-max-memory", "[default: 256MiB]"),
         (
             "--deflate-no-context-takeover",
             "[default: context takeover]",
@@ -1185,7 +1187,7 @@ fn compressed_echo(ws: &mut RawWs, rx: &mut flate2::Decompress, data: &[u8]) -> 
 fn permessage_deflate_is_agreed_and_echoes_compressed() {
     let server = Wsloop::start(&[]);
     server.wait_log(
-        &["INFO", "permessage-deflate: accepted (window 12 bits, level 1, threshold 64 bytes, context takeover)"],
+        &["INFO", "permessage-deflate: accepted (window 12 bits, client window 12 bits, level 1, threshold 64 bytes, context takeover, at most 256 MiB of compression state)"],
         1,
     );
     let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
@@ -1300,11 +1302,13 @@ fn deflate_flags_shape_the_agreement_and_the_messages() {
         "--deflate-no-context-takeover",
         "--deflate-window-bits",
         "10",
+        "--deflate-client-window-bits",
+        "9",
         "--deflate-threshold",
         "1KiB",
     ]);
     server.wait_log(
-        &["INFO", "permessage-deflate: accepted (window 10 bits, level 1, threshold 1024 bytes, no context takeover)"],
+        &["INFO", "permessage-deflate: accepted (window 10 bits, client window 9 bits, level 1, threshold 1024 bytes, no context takeover, at most 256 MiB of compression state)"],
         1,
     );
     let mut ws = RawWs::open(server.addr, "/echo", Some(OFFER));
@@ -1314,6 +1318,7 @@ fn deflate_flags_shape_the_agreement_and_the_messages() {
         "server_no_context_takeover",
         "client_no_context_takeover",
         "server_max_window_bits=10",
+        "client_max_window_bits=9",
     ] {
         assert!(
             agreed.split(';').any(|p| p.trim() == param),
@@ -1443,4 +1448,33 @@ fn bad_deflate_flags_exit_2_with_a_clear_message() {
         assert!(err.contains(flag), "{args:?} names {flag}: {err}");
         assert!(err.contains(says), "{args:?} says {says:?}: {err}");
     }
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_max_memory_serves_clients_past_it_uncompressed() {
+    // 12 KiB: one browser-like client's two 4 KiB windows fit, a second's
+    // would not.
+    let server = Wsloop::start(&["--deflate-max-memory", "12KiB"]);
+    let first = RawWs::open(server.addr, "/echo", Some(OFFER));
+    assert!(first.extensions().is_some(), "{}", first.head);
+    let mut second = RawWs::open(server.addr, "/echo", Some(OFFER));
+    assert_eq!(second.extensions(), None, "{}", second.head);
+    server.wait_log(
+        &[
+            "WARN",
+            "permessage-deflate declined",
+            "ceiling of 12288 bytes (8192 held, 8192 asked)",
+        ],
+        1,
+    );
+    // Still served: an uncompressed echo.
+    second.send(true, false, TEXT, b"served anyway");
+    let back = second.message();
+    assert_eq!((back.rsv1, &back.body[..]), (false, &b"served anyway"[..]));
+    // The first one leaves; its share comes back for the next client.
+    drop(first);
+    server.wait_log(&["closed with 1006"], 1);
+    let third = RawWs::open(server.addr, "/echo", Some(OFFER));
+    assert!(third.extensions().is_some(), "{}", third.head);
 }

@@ -111,10 +111,18 @@ struct DeflateArgs {
     no_deflate: bool,
 
     /// Largest window the server compresses with, as a power of two: 9
-    /// (512 bytes) to 15 (32 KiB); a client may ask for less
+    /// (512 bytes) to 15 (32 KiB); a client may ask for less. With context
+    /// takeover the server keeps this much of what it sent, per client
     #[arg(long, value_name = "BITS", default_value = "12", allow_negative_numbers = true,
           conflicts_with = "no_deflate", value_parser = clap::value_parser!(u8).range(9..=15))]
     deflate_window_bits: u8,
+
+    /// Largest window asked of clients that offer to limit theirs (as
+    /// browsers do), 8 to 15; with context takeover the server keeps this
+    /// much of what each such client sent. Other clients use up to 15
+    #[arg(long, value_name = "BITS", default_value = "12", allow_negative_numbers = true,
+          conflicts_with = "no_deflate", value_parser = clap::value_parser!(u8).range(8..=15))]
+    deflate_client_window_bits: u8,
 
     /// Reset the compressor after every message, the server's and (asked of
     /// every client) the client's: no memory kept between messages, at a
@@ -133,6 +141,13 @@ struct DeflateArgs {
     #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true,
           conflicts_with = "no_deflate", value_parser = clap::value_parser!(u32).range(0..=9))]
     deflate_level: u32,
+
+    /// Most memory the compression state of all clients together may hold
+    /// (their windows); past it new clients are served without compression
+    /// (logged), in bytes or with a KiB/MiB/GiB suffix
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", allow_hyphen_values = true,
+          conflicts_with = "no_deflate", value_parser = parse_bytes)]
+    deflate_max_memory: usize,
 }
 
 /// Without the `deflate` feature the binary has no compression flags.
@@ -145,6 +160,8 @@ impl DeflateArgs {
     fn apply(&self, deflate: &mut wsloop::proto::deflate::DeflateConfig) {
         deflate.enabled = !self.no_deflate;
         deflate.server_max_window_bits = self.deflate_window_bits;
+        deflate.client_max_window_bits = self.deflate_client_window_bits;
+        deflate.max_memory = self.deflate_max_memory;
         deflate.server_no_context_takeover = self.deflate_no_context_takeover;
         deflate.client_no_context_takeover = self.deflate_no_context_takeover;
         deflate.compress_threshold = self.deflate_threshold;
@@ -319,8 +336,13 @@ fn compression(config: &Config) -> String {
         "context takeover"
     };
     format!(
-        "permessage-deflate: accepted (window {} bits, level {}, threshold {} bytes, {takeover})",
-        d.server_max_window_bits, d.level, d.compress_threshold
+        "permessage-deflate: accepted (window {} bits, client window {} bits, level {}, \
+         threshold {} bytes, {takeover}, at most {} MiB of compression state)",
+        d.server_max_window_bits,
+        d.client_max_window_bits,
+        d.level,
+        d.compress_threshold,
+        d.max_memory >> 20
     )
 }
 
