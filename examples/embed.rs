@@ -7,7 +7,8 @@
 //! #                                      websocket       udp
 //! ```
 //!
-//! The host reserves tokens 100..10_102 for the server, forwards the events
+//! The host reserves tokens 100..20_102 for the server (10,000 clients and
+//! as many other sources), forwards the events
 //! the server owns, bounds its poll timeout by the server's next deadline,
 //! and calls `tick` after every batch. It prints `ready <ws> <udp>` once
 //! listening, and stops after the datagram `quit`.
@@ -19,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
 
 const UDP: Token = Token(0);
-const SERVER_TOKENS: std::ops::Range<usize> = 100..10_102;
+const SERVER_TOKENS: std::ops::Range<usize> = 100..20_102;
 
 /// WebSocket clients only listen; what they send is ignored.
 struct Listeners;

@@ -151,9 +151,10 @@ UWS_BIN = os.environ.get("WSLOOP_UWS_BIN")
 if UWS_BIN:
     DEFLATE_SERVERS["uws-dedicated"] = {
         "label": "uWS, dedicated",
-        "about": "uWebSockets built from source (`%s/echo-dedicated`): "
+        "about": "uWebSockets built by hand from its sources (`echo-dedicated` in `$WSLOOP_UWS_BIN`): "
                  "DEDICATED_COMPRESSOR | DEDICATED_DECOMPRESSOR, zlib level 6, "
-                 "context takeover" % UWS_BIN,
+                 "context takeover (whose compressor this uWS version silently builds "
+                 "with a 512-byte window and memLevel 1: see below)",
         "cmd": [os.path.join(UWS_BIN, "echo-dedicated"), "{port}"],
         "echo": "/echo",
         "color": "#2f9e44",
@@ -161,7 +162,7 @@ if UWS_BIN:
     DEFLATE_SERVERS["uws-shared"] = {
         "label": "uWS, shared",
         "about": "the same with SHARED_COMPRESSOR | SHARED_DECOMPRESSOR "
-                 "(`%s/echo-shared`: one compressor for all, no context takeover)" % UWS_BIN,
+                 "(`echo-shared`: one compressor for all, no context takeover)",
         "cmd": [os.path.join(UWS_BIN, "echo-shared"), "{port}"],
         "echo": "/echo",
         "color": "#74b816",

@@ -139,49 +139,62 @@ pub const MIN_SERVER_WINDOW_BITS: u8 = 9;
 ///
 /// ```
 /// let mut deflate = wsloop::proto::deflate::DeflateConfig::default();
-/// deflate.enabled = true;
-/// deflate.server_no_context_takeover = true; // no compressor state kept between messages
+/// deflate.server_no_context_takeover = true; // one compression per broadcast, nothing kept
 /// deflate.validate().unwrap();
 /// ```
+///
+/// What a client costs between messages is its context-takeover windows,
+/// nothing else: each message borrows the loop's compressor or
+/// decompressor and primes it with the window (see
+/// [`Context`](crate::proto::deflate::Context)). Measured server memory
+/// per browser-like client (1,000 clients, 1 KiB chat messages;
+/// BENCHMARKS.md has the runs and the commands):
+///
+/// | setting | after 1 message | after 64 |
+/// | --- | --- | --- |
+/// | default (12-bit windows each way, context takeover) | about 3 KiB | about 10 KiB |
+/// | `server_`/`client_no_context_takeover` | about 1.2 KiB | under 1 KiB |
+/// | 15-bit windows each way, context takeover | about 3 KiB | about 67 KiB |
+/// | (before this design: a kept zlib-rs compressor and decompressor) | 330 KiB | 360 KiB |
 #[cfg(feature = "deflate")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeflateConfig {
     /// Whether offers are accepted at all. Default `true`: every browser
-    /// offers the extension, and it costs nothing until a message is
-    /// compressed. Then a connection with context takeover keeps its own
-    /// compressor and decompressor from its first compressed message on:
-    /// about 330 KiB of server memory per client at 15 bits with zlib-rs
-    /// (measured, BENCHMARKS.md); without context takeover
-    /// (`server_no_context_takeover`, `client_no_context_takeover`) a codec
-    /// is borrowed from a few per-thread spares for one message, and a
-    /// client costs about 1.3 KiB. A connection that does not offer the
-    /// extension pays one pointer.
+    /// offers the extension, and the defaults keep what it costs a server
+    /// per client to the table above. A connection that does not offer it
+    /// pays one pointer.
     pub enabled: bool,
     /// The largest LZ77 window (base-2 logarithm) the server compresses
-    /// with, 9 to 15. Default 15 (32 KiB, the best ratio). A client's
-    /// `server_max_window_bits` lowers it further. 8 is refused: zlib
-    /// cannot compress raw deflate with a 256-byte window.
+    /// with, 9 to 15; the answer says so whether or not the client asked
+    /// (RFC 7692 §7.1.2.1), and a client's own `server_max_window_bits`
+    /// lowers it further. With context takeover the server keeps this much
+    /// of what it sent per client, and primes the compressor with it for
+    /// each message (a cost that grows with the window). Default 12 (4
+    /// KiB): on 1 KiB chat messages it compresses within 5 % of a 32 KiB
+    /// window and 4 times cheaper per message. 8 is refused: zlib cannot
+    /// compress raw deflate with a 256-byte window.
     pub server_max_window_bits: u8,
     /// The largest window (8 to 15) the server asks the client to compress
-    /// with, when the client offers `client_max_window_bits` (RFC 7692
-    /// §7.1.2.2: the server may only ask if the client offered it; a client
-    /// that did not offer it compresses with up to 15 bits and is accepted
-    /// anyway). It saves the client memory, not the server: the server's
-    /// decompressor always has a 32 KiB window (see [`Inflater::new`](crate::proto::deflate::Inflater::new)).
-    /// Default 15.
+    /// with, when the client offers `client_max_window_bits`, as browsers do
+    /// (RFC 7692 §7.1.2.2: the server may ask only then; a client that did
+    /// not offer it compresses with up to 15 bits and is accepted anyway).
+    /// With context takeover the server keeps this much of what each such
+    /// client sent. Default 12 (4 KiB).
     pub client_max_window_bits: u8,
     /// Reset the server's compressor after each message, even when the
     /// client did not ask for it (a client's `server_no_context_takeover` is
-    /// always honoured). Then no message refers back to an earlier one.
-    /// Default `false`: context takeover compresses a stream of similar
-    /// messages much better.
+    /// always honoured). Then no message refers back to an earlier one,
+    /// nothing is kept per client, and a broadcast is compressed once for
+    /// every such recipient instead of once per recipient. Default `false`:
+    /// context takeover compresses a stream of similar messages about a
+    /// third smaller.
     pub server_no_context_takeover: bool,
     /// Ask the client to reset its compressor after each message (the
     /// server accepts the client's own `client_no_context_takeover` hint in
-    /// any case). Then the server's decompressor keeps no window between
-    /// messages. Default `false`: context takeover compresses a stream of
-    /// similar messages much better.
+    /// any case). Then the server keeps no window of what the client sent.
+    /// Default `false`: context takeover compresses a stream of similar
+    /// messages much better, and costs the server only the window.
     pub client_no_context_takeover: bool,
     /// Messages shorter than this many bytes are sent uncompressed (RSV1
     /// clear): deflate cannot win much on them and costs a call. Default 64.

@@ -88,5 +88,5 @@ pub use proto::frame::close_code;
 pub use proto::handshake::{HttpResponse, Request};
 pub use proto::message::Message;
 pub use server::clock;
-pub use server::{Ctx, Server, ShutdownHandle, Stats};
+pub use server::{Ctx, Server, ShutdownHandle, SourceId, Stats};
 pub use server::{Decision, Handler};

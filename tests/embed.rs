@@ -176,7 +176,7 @@ impl Host {
         let (rec, log) = Rec::new();
         // Listener, waker, and two client slots.
         let server =
-            Server::embed(poll.registry(), 10..14, listener, Config::default(), rec).unwrap();
+            Server::embed(poll.registry(), 10..16, listener, Config::default(), rec).unwrap();
         let host = Host {
             poll,
             events: mio::Events::with_capacity(64),
@@ -236,8 +236,9 @@ impl Host {
 #[test]
 fn embedded_in_a_host_poll_with_a_small_token_range() {
     let (mut host, log) = Host::new();
-    assert!(host.server.owns(mio::Token(10)) && host.server.owns(mio::Token(13)));
-    assert!(!host.server.owns(HOST_UDP) && !host.server.owns(mio::Token(14)));
+    // 10 and 11: listener and waker; 12 and 14 clients, 13 and 15 sources.
+    assert!(host.server.owns(mio::Token(10)) && host.server.owns(mio::Token(15)));
+    assert!(!host.server.owns(HOST_UDP) && !host.server.owns(mio::Token(16)));
     assert_eq!(
         host.server
             .poll_once(Some(Duration::ZERO))

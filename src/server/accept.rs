@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use log::{debug, warn};
 use mio::net::TcpStream;
-use mio::{Interest, Token};
+use mio::Interest;
 
 use super::timers::Due;
 use super::Handler;
-use super::{Server, FIRST_CLIENT};
+use super::Server;
 use crate::proto::session::Session;
 use crate::proto::time;
 
@@ -61,16 +61,16 @@ impl<H: Handler> Server<H> {
             return;
         }
         let key = self.core.clients.vacant_key();
-        if key >= self.tokens.len() - FIRST_CLIENT {
+        if key >= self.core.tokens.clients() {
             warn!("{peer}: dropped, no token left in the server's range");
             return;
         }
         // Inherited from the listener on Linux (see `Server::build`).
         #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
-        if let Err(e) = self.registry.register(
+        if let Err(e) = self.core.registry.register(
             &mut stream,
-            Token(self.tokens.start + FIRST_CLIENT + key),
+            self.core.tokens.client(key),
             Interest::READABLE,
         ) {
             warn!("{peer}: register failed: {e}");

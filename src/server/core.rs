@@ -9,12 +9,18 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::io;
+
 use log::warn;
+use mio::event::Source;
 use mio::net::TcpStream;
+use mio::{Interest, Registry};
 use slab::Slab;
 
 use super::io::{Peer, Socket};
+use super::source::SourceId;
 use super::timers::{Due, Stamp, Timers};
+use super::tokens::Tokens;
 use crate::config::Config;
 use crate::id::{ConnId, SendStatus, TimerId};
 use crate::proto::message::{Broadcast, Message};
@@ -30,10 +36,16 @@ pub(super) struct Client<D> {
     pub(super) data: D,
     /// Deadline of this client's entry in the timer heap ([`NEVER`]: none).
     pub(super) armed: Stamp,
-    /// Registered for `WRITABLE` (bytes are waiting for the socket).
+    /// Registered for `WRITABLE`.
     pub(super) writable: bool,
+    /// Bytes are waiting for the socket: `WRITABLE` is wanted.
+    pub(super) want_write: bool,
     /// On the dirty list: flushed when the iteration ends.
     pub(super) dirty: bool,
+    /// Registered for `READABLE` (not while the handler paused reading).
+    pub(super) reading: bool,
+    /// The handler paused reading from it ([`Ctx::pause_reading`](super::Ctx::pause_reading)).
+    pub(super) paused: bool,
     /// Counted in `Core::answering` (writing a final HTTP answer).
     pub(super) answering: bool,
     /// What this client's compression state was charged against
@@ -44,6 +56,17 @@ pub(super) struct Client<D> {
 /// The server's state that handler callbacks act on through [`Ctx`](super::Ctx).
 pub(crate) struct Core<D> {
     pub(super) clients: Slab<Client<D>>,
+    /// Where clients and sources are registered, and with which tokens.
+    pub(super) registry: Registry,
+    pub(super) tokens: Tokens,
+    /// Other event sources: their generations, by slot.
+    sources: Slab<u32>,
+    source_gen: u32,
+    /// Clients with more to read than one turn took (or whose reading was
+    /// resumed), and whether the peer's FIN was already reported: no new
+    /// edge will come for them, so the next turn must read until EOF or
+    /// `WouldBlock`.
+    pub(super) backlog: Vec<(ConnId, bool)>,
     pub(super) timers: Timers,
     user_timers: Slab<(u32, u64)>,
     timer_gen: u32,
@@ -68,11 +91,17 @@ pub(crate) struct Core<D> {
 }
 
 impl<D> Core<D> {
-    pub(super) fn new(config: Config, capacity: usize, now: Instant) -> Self {
+    pub(super) fn new(config: Config, registry: Registry, tokens: Tokens, now: Instant) -> Self {
+        let capacity = config.max_clients.min(tokens.clients());
         Core {
             // Reserved up front: untouched capacity costs address space,
             // not memory, and the slab never doubles (and copies) under load.
             clients: Slab::with_capacity(capacity),
+            registry,
+            tokens,
+            sources: Slab::new(),
+            source_gen: 0,
+            backlog: Vec::new(),
             timers: Timers::default(),
             user_timers: Slab::new(),
             timer_gen: 0,
@@ -108,7 +137,10 @@ impl<D> Core<D> {
             data,
             armed: NEVER,
             writable: false,
+            want_write: false,
             dirty: false,
+            reading: true,
+            paused: false,
             answering: false,
             deflate_charge: 0,
         });
@@ -325,6 +357,113 @@ impl<D> Core<D> {
             }
             _ => None,
         }
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        source: &mut impl Source,
+        interest: Interest,
+    ) -> io::Result<SourceId> {
+        let entry = self.sources.vacant_entry();
+        let key = entry.key();
+        if key >= self.tokens.sources() {
+            return Err(io::Error::other("no token left for an event source"));
+        }
+        self.registry
+            .register(source, self.tokens.source(key), interest)?;
+        self.source_gen = self.source_gen.wrapping_add(1);
+        entry.insert(self.source_gen);
+        Ok(SourceId {
+            key: key as u32,
+            gen: self.source_gen,
+        })
+    }
+
+    pub(crate) fn reregister(
+        &mut self,
+        id: SourceId,
+        source: &mut impl Source,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.source_slot(id)?;
+        self.registry
+            .reregister(source, self.tokens.source(id.key as usize), interest)
+    }
+
+    pub(crate) fn deregister(&mut self, id: SourceId, source: &mut impl Source) -> io::Result<()> {
+        let key = self.source_slot(id)?;
+        self.sources.remove(key);
+        self.registry.deregister(source)
+    }
+
+    fn source_slot(&self, id: SourceId) -> io::Result<usize> {
+        match self.sources.get(id.key as usize) {
+            Some(gen) if *gen == id.gen => Ok(id.key as usize),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such event source (deregistered)",
+            )),
+        }
+    }
+
+    /// The id of the source in slot `key`, if one is registered there.
+    pub(super) fn source_id(&self, key: usize) -> Option<SourceId> {
+        self.sources.get(key).map(|gen| SourceId {
+            key: key as u32,
+            gen: *gen,
+        })
+    }
+
+    pub(crate) fn pause_reading(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.client_mut(id) else {
+            return false;
+        };
+        c.paused = true;
+        let _ = self.update_interest(id.key());
+        true
+    }
+
+    pub(crate) fn resume_reading(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.client_mut(id) else {
+            return false;
+        };
+        if !c.paused {
+            return true;
+        }
+        c.paused = false;
+        let _ = self.update_interest(id.key());
+        // Edge-triggered: what arrived while paused raises no new edge.
+        self.backlog.push((id, false));
+        true
+    }
+
+    /// Registers the client for what it needs now: `READABLE` unless paused,
+    /// `WRITABLE` while bytes wait for the socket; neither: deregistered.
+    pub(super) fn update_interest(&mut self, key: usize) -> io::Result<()> {
+        let Some(c) = self.clients.get_mut(key) else {
+            return Ok(());
+        };
+        let want = (!c.paused, c.want_write);
+        let have = (c.reading, c.writable);
+        if want == have {
+            return Ok(());
+        }
+        let token = self.tokens.client(key);
+        let interest = match want {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        let registered = have.0 || have.1;
+        let result = match (registered, interest) {
+            (true, Some(i)) => self.registry.reregister(&mut c.stream, token, i),
+            (false, Some(i)) => self.registry.register(&mut c.stream, token, i),
+            (true, None) => self.registry.deregister(&mut c.stream),
+            (false, None) => Ok(()),
+        };
+        (c.reading, c.writable) = want;
+        result
     }
 
     /// Drops stale heap entries when they outnumber live ones.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::core::Core;
+use super::source::SourceId;
 use crate::id::{ConnId, SendStatus, TimerId};
 use crate::proto::message::Message;
 
@@ -133,6 +134,49 @@ impl<D> Ctx<'_, D> {
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
         self.core.cancel_timer(timer)
+    }
+
+    /// Registers another event source (a child process's pipe, a socket
+    /// to another service) in the loop's `Poll`: its readiness comes to
+    /// [`Handler::on_source`](crate::Handler::on_source) with the returned
+    /// id. Deregister it before dropping it.
+    pub fn register(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+    ) -> std::io::Result<SourceId> {
+        self.core.register(source, interest)
+    }
+
+    /// Changes what a registered source is polled for.
+    pub fn reregister(
+        &mut self,
+        id: SourceId,
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+    ) -> std::io::Result<()> {
+        self.core.reregister(id, source, interest)
+    }
+
+    /// Takes a source out of the loop; its id is no longer valid.
+    pub fn deregister(
+        &mut self,
+        id: SourceId,
+        source: &mut impl mio::event::Source,
+    ) -> std::io::Result<()> {
+        self.core.deregister(id, source)
+    }
+
+    /// Stops reading from client `id` (backpressure: what it sends waits in
+    /// the kernel, and TCP tells it to slow down) until
+    /// [`Ctx::resume_reading`]. False if the client is gone.
+    pub fn pause_reading(&mut self, id: ConnId) -> bool {
+        self.core.pause_reading(id)
+    }
+
+    /// Reads from client `id` again, starting with what arrived meanwhile.
+    pub fn resume_reading(&mut self, id: ConnId) -> bool {
+        self.core.resume_reading(id)
     }
 
     /// The loop's current time (from its clock).

@@ -11,6 +11,7 @@
 //! during one loop iteration are coalesced per client and written once when
 //! the iteration ends.
 
+use super::source::SourceId;
 use super::Ctx;
 use crate::id::{ConnId, TimerId};
 use crate::proto::handshake::{HttpResponse, Request};
@@ -111,6 +112,25 @@ pub trait Handler {
     /// A timer set with [`Ctx::set_timer`] is due.
     fn on_timer(&mut self, ctx: &mut Ctx<'_, Self::Data>, timer: TimerId, tag: u64) {
         let _ = (ctx, timer, tag);
+    }
+
+    /// A source registered with [`Ctx::register`] is ready (read
+    /// `event.is_readable()` and the like). Sources are edge-triggered:
+    /// read or write until `WouldBlock`.
+    fn on_source(
+        &mut self,
+        ctx: &mut Ctx<'_, Self::Data>,
+        source: SourceId,
+        event: &mio::event::Event,
+    ) {
+        let _ = (ctx, source, event);
+    }
+
+    /// Client `id` read everything that had queued up behind it (its send
+    /// status was [`SendStatus::Queued`](crate::SendStatus::Queued)): a
+    /// handler that held back for it may send again.
+    fn on_drain(&mut self, ctx: &mut Ctx<'_, Self::Data>, id: ConnId) {
+        let _ = (ctx, id);
     }
 
     /// A plain HTTP GET (no `Upgrade: websocket`). Return a response to

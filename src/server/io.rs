@@ -14,10 +14,9 @@ use std::net::Shutdown;
 
 use log::{debug, warn};
 use mio::net::TcpStream;
-use mio::{Interest, Token};
 
 use super::Handler;
-use super::{Server, FIRST_CLIENT};
+use super::{Ctx, Server};
 use crate::id::ConnId;
 use crate::proto::session::Flow;
 use crate::proto::Transmit;
@@ -81,7 +80,7 @@ impl<H: Handler> Server<H> {
                 .core
                 .clients
                 .get_mut(key)
-                .filter(|c| c.session.wants_input())
+                .filter(|c| c.session.wants_input() && !c.paused)
             else {
                 turn_over = false;
                 break;
@@ -116,7 +115,9 @@ impl<H: Handler> Server<H> {
             // More may be waiting; no new edge will say so. Come back next
             // iteration, after the other clients had their turn.
             if let Some(c) = self.core.clients.get(key) {
-                self.backlog.push((ConnId::new(key, c.gen), read_closed));
+                self.core
+                    .backlog
+                    .push((ConnId::new(key, c.gen), read_closed));
             }
         }
         self.scratch = scratch;
@@ -158,26 +159,27 @@ impl<H: Handler> Server<H> {
             }
         };
         let pending = flow == Flow::Blocked;
-        if pending != client.writable {
-            let interest = if pending {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let token = Token(self.tokens.start + FIRST_CLIENT + key);
-            if let Err(e) = self
-                .registry
-                .reregister(&mut client.stream, token, interest)
-            {
-                warn!("{}: reregister failed: {e}", Peer(&client.stream));
+        let drained = client.want_write && !pending;
+        if pending != client.want_write {
+            client.want_write = pending;
+            if let Err(e) = self.core.update_interest(key) {
+                warn!(
+                    "{}: registering interest failed: {e}",
+                    Peer(&self.core.clients[key].stream)
+                );
                 return self.remove(key);
             }
-            client.writable = pending;
         }
         match flow {
             Flow::Close => self.remove(key),
             Flow::ShutWrite => {
-                let _ = client.stream.shutdown(Shutdown::Write);
+                let _ = self.core.clients[key].stream.shutdown(Shutdown::Write);
+            }
+            Flow::Idle if drained && self.core.clients[key].session.is_open() => {
+                // The client caught up after falling behind: a handler that
+                // held back (a program's output, say) may go on.
+                let id = ConnId::new(key, self.core.clients[key].gen);
+                self.handler.on_drain(&mut Ctx::new(&mut self.core), id);
             }
             Flow::Idle | Flow::Blocked => {}
         }

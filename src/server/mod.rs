@@ -25,8 +25,10 @@ mod ctx;
 mod handle;
 mod handler;
 mod io;
+mod source;
 mod stats;
 mod timers;
+mod tokens;
 
 use std::io as stdio;
 use std::net::SocketAddr;
@@ -43,8 +45,10 @@ pub use self::ctx::Ctx;
 pub use self::handle::ShutdownHandle;
 pub use self::handler::{Decision, Handler};
 use self::io::Peer;
+pub use self::source::SourceId;
 pub use self::stats::Stats;
 use self::timers::Due;
+use self::tokens::{Slot, Tokens};
 use crate::config::Config;
 use crate::id::ConnId;
 use crate::proto::session::{Action, Expired};
@@ -53,10 +57,6 @@ use crate::proto::time::{self, NEVER};
 /// The loop's one read buffer, shared by every client. Large enough that a
 /// 64 KiB message usually arrives whole and is lent out without a copy.
 const SCRATCH_SIZE: usize = 256 * 1024;
-
-const LISTENER: usize = 0;
-const WAKER: usize = 1;
-const FIRST_CLIENT: usize = 2;
 
 /// A WebSocket server on one mio loop.
 ///
@@ -82,20 +82,15 @@ pub struct Server<H: Handler> {
     core: Core<H::Data>,
     handler: H,
     scratch: Vec<u8>,
-    registry: Registry,
     poll: Option<Poll>,
     events: Option<Events>,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    tokens: Range<usize>,
     clock: Box<dyn Clock>,
     shutdown: ShutdownHandle,
     shutdown_deadline: Option<Instant>,
     done: bool,
     accept_paused: bool,
-    /// Clients with more to read than one turn took, and whether the peer's FIN was already reported (no new edge will
-    /// come for it, so the next turn must read until EOF or `WouldBlock`).
-    backlog: Vec<(ConnId, bool)>,
 }
 
 impl<H: Handler> Server<H> {
@@ -121,7 +116,7 @@ impl<H: Handler> Server<H> {
 
     /// Builds a server inside a host's loop: it registers the listener and
     /// its clients on `registry` with tokens from `tokens`, a range the host
-    /// reserves for it (it needs 2 tokens plus one per client slot). The host
+    /// reserves for it (it needs 2 tokens plus two per client slot: clients and other event sources take every other token). The host
     /// forwards the events for which [`Server::owns`] is true to
     /// [`Server::handle_event`], calls [`Server::tick`] after each batch, and
     /// bounds its poll timeout with [`Server::poll_timeout`].
@@ -132,7 +127,7 @@ impl<H: Handler> Server<H> {
         config: Config,
         handler: H,
     ) -> stdio::Result<Self> {
-        if tokens.len() <= FIRST_CLIENT {
+        if tokens.len() < Tokens::MIN {
             return Err(stdio::Error::new(
                 stdio::ErrorKind::InvalidInput,
                 "token range needs at least 3 tokens",
@@ -159,34 +154,27 @@ impl<H: Handler> Server<H> {
         config
             .validate()
             .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e))?;
-        registry.register(
-            &mut listener,
-            Token(tokens.start + LISTENER),
-            Interest::READABLE,
-        )?;
+        let tokens = Tokens::new(tokens);
+        registry.register(&mut listener, tokens.listener(), Interest::READABLE)?;
         // Linux copies the listener's TCP_NODELAY to every accepted socket:
         // set once here, it saves a setsockopt per connection.
         #[cfg(target_os = "linux")]
         socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
-        let waker = Waker::new(&registry, Token(tokens.start + WAKER))?;
+        let waker = Waker::new(&registry, tokens.waker())?;
         let clock: Box<dyn Clock> = Box::new(SystemClock);
-        let config_capacity = config.max_clients.min(tokens.len() - FIRST_CLIENT);
         Ok(Server {
-            core: Core::new(config, config_capacity, clock.now()),
+            core: Core::new(config, registry, tokens, clock.now()),
             handler,
             scratch: vec![0; SCRATCH_SIZE],
-            registry,
             poll,
             events: Some(Events::with_capacity(1024)),
             local_addr: listener.local_addr()?,
             listener: Some(listener),
-            tokens,
             clock,
             shutdown: ShutdownHandle::new(waker),
             shutdown_deadline: None,
             done: false,
             accept_paused: false,
-            backlog: Vec::new(),
         })
     }
 
@@ -289,7 +277,7 @@ impl<H: Handler> Server<H> {
     /// when input is left over, sends (made through [`Server::context`])
     /// wait for their flush, or a shutdown was requested.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.backlog.is_empty()
+        if !self.core.backlog.is_empty()
             || !self.core.dirty.is_empty()
             || self.shutdown.requested() && self.shutdown_deadline.is_none()
         {
@@ -301,7 +289,7 @@ impl<H: Handler> Server<H> {
 
     /// Whether `token` belongs to this server.
     pub fn owns(&self, token: Token) -> bool {
-        self.tokens.contains(&token.0)
+        self.core.tokens.owns(token)
     }
 
     /// Handles one readiness event for a token this server owns.
@@ -311,14 +299,10 @@ impl<H: Handler> Server<H> {
     }
 
     fn dispatch(&mut self, event: &mio::event::Event) {
-        let Some(slot) = event.token().0.checked_sub(self.tokens.start) else {
-            return;
-        };
-        match slot {
-            LISTENER => self.accept(),
-            WAKER => {} // the shutdown flag is read in tick()
-            _ => {
-                let key = slot - FIRST_CLIENT;
+        match self.core.tokens.slot(event.token()) {
+            Slot::Listener => self.accept(),
+            Slot::Waker => {} // the shutdown flag is read in tick()
+            Slot::Client(key) => {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read_ready(key, event.is_read_closed() || event.is_error());
                 }
@@ -326,6 +310,13 @@ impl<H: Handler> Server<H> {
                     self.flush(key);
                 }
             }
+            Slot::Source(key) => {
+                if let Some(source) = self.core.source_id(key) {
+                    self.handler
+                        .on_source(&mut Ctx::new(&mut self.core), source, event);
+                }
+            }
+            Slot::Foreign => {}
         }
     }
 
@@ -337,8 +328,8 @@ impl<H: Handler> Server<H> {
     }
 
     fn run_due(&mut self) {
-        for (id, read_closed) in std::mem::take(&mut self.backlog) {
-            if self.core.client_mut(id).is_some() {
+        for (id, read_closed) in std::mem::take(&mut self.core.backlog) {
+            if self.core.client_mut(id).is_some_and(|c| !c.paused) {
                 self.read_ready(id.key(), read_closed);
             }
         }
@@ -556,7 +547,7 @@ impl<H: Handler> Server<H> {
             self.core.client_count()
         );
         if let Some(mut listener) = self.listener.take() {
-            let _ = self.registry.deregister(&mut listener);
+            let _ = self.core.registry.deregister(&mut listener);
         }
         self.shutdown_deadline = Some(self.core.now + self.core.config.close_timeout);
         let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
