@@ -77,6 +77,8 @@ pub struct ReadmeDoctests;
 pub mod buf;
 mod config;
 mod id;
+#[cfg(all(feature = "programs", target_os = "linux"))]
+pub mod programs;
 pub mod proto;
 mod server;
 

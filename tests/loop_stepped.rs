@@ -837,6 +837,7 @@ fn poll_once_without_timeout_flushes_sends_made_through_context() {
 
 /// Upgrades against `server` offering permessage-deflate as a browser
 /// does, returning the client and the extension answered (if any).
+#[cfg(feature = "deflate")]
 fn open_compressing(server: &mut Server<Rec>, offer: &str) -> (RawClient, Option<String>) {
     let mut c = RawClient::connect(server.local_addr());
     c.send(&upgrade_request(
@@ -849,6 +850,7 @@ fn open_compressing(server: &mut Server<Rec>, offer: &str) -> (RawClient, Option
     (c, ext)
 }
 
+#[cfg(feature = "deflate")]
 #[test]
 fn compression_memory_ceiling_declines_the_extension_not_the_client() {
     // A client that does not offer client_max_window_bits compresses with

@@ -195,6 +195,11 @@ pub struct Session {
     /// server writes.
     blocked: bool,
     done: bool,
+    /// Bits the loop that drives this session keeps about it (its
+    /// registrations, its dirty-list place): held here, where the
+    /// session's padding has room, so that an idle client costs the loop
+    /// no extra word. The session never reads them.
+    pub(crate) marks: u8,
 }
 
 impl Session {
@@ -228,6 +233,7 @@ impl Session {
             peer_eof: false,
             blocked: false,
             done: false,
+            marks: 0,
         }
     }
 

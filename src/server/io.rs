@@ -15,6 +15,7 @@ use std::net::Shutdown;
 use log::{debug, warn};
 use mio::net::TcpStream;
 
+use super::core::{DIRTY, PAUSED, WANT_WRITE};
 use super::Handler;
 use super::{Ctx, Server};
 use crate::id::ConnId;
@@ -80,7 +81,7 @@ impl<H: Handler> Server<H> {
                 .core
                 .clients
                 .get_mut(key)
-                .filter(|c| c.session.wants_input() && !c.paused)
+                .filter(|c| c.session.wants_input() && !c.is(PAUSED))
             else {
                 turn_over = false;
                 break;
@@ -139,7 +140,7 @@ impl<H: Handler> Server<H> {
     pub(super) fn flush_dirty(&mut self) {
         while let Some(key) = self.core.dirty.pop() {
             if let Some(c) = self.core.clients.get_mut(key) {
-                c.dirty = false;
+                c.set(DIRTY, false);
                 self.flush(key);
             }
         }
@@ -159,9 +160,9 @@ impl<H: Handler> Server<H> {
             }
         };
         let pending = flow == Flow::Blocked;
-        let drained = client.want_write && !pending;
-        if pending != client.want_write {
-            client.want_write = pending;
+        let drained = client.is(WANT_WRITE) && !pending;
+        if pending != client.is(WANT_WRITE) {
+            client.set(WANT_WRITE, pending);
             if let Err(e) = self.core.update_interest(key) {
                 warn!(
                     "{}: registering interest failed: {e}",

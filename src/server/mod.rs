@@ -40,7 +40,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use self::clock::{Clock, SystemClock};
-use self::core::Core;
+use self::core::{Core, ANSWERING, PAUSED};
 pub use self::ctx::Ctx;
 pub use self::handle::ShutdownHandle;
 pub use self::handler::{Decision, Handler};
@@ -329,7 +329,7 @@ impl<H: Handler> Server<H> {
 
     fn run_due(&mut self) {
         for (id, read_closed) in std::mem::take(&mut self.core.backlog) {
-            if self.core.client_mut(id).is_some_and(|c| !c.paused) {
+            if self.core.client_mut(id).is_some_and(|c| !c.is(PAUSED)) {
                 self.read_ready(id.key(), read_closed);
             }
         }
@@ -409,6 +409,11 @@ impl<H: Handler> Server<H> {
                             "{}: refused by the handler with {status}: {reason}",
                             Peer(&c.stream)
                         );
+                        // The compression charged at the upgrade goes back.
+                        #[cfg(feature = "deflate")]
+                        {
+                            self.core.deflate_memory -= c.session.deflate_memory().unwrap_or(0);
+                        }
                         c.session.reject(now, status, &reason);
                     }
                 }
@@ -453,11 +458,8 @@ impl<H: Handler> Server<H> {
             return;
         };
         let ceiling = core.config.deflate.max_memory;
-        match u32::try_from(cost) {
-            Ok(charge) if core.deflate_memory + cost <= ceiling => {
-                core.deflate_memory += cost;
-                c.deflate_charge = charge;
-            }
+        match core.deflate_memory.checked_add(cost) {
+            Some(total) if total <= ceiling => core.deflate_memory = total,
             _ => {
                 c.session.decline_deflate();
                 core.deflate_declined += 1;
@@ -566,10 +568,15 @@ impl<H: Handler> Server<H> {
         // No epoll_ctl(DEL): closing the socket (when `client.stream` is
         // dropped below) removes it from the epoll set, one syscall fewer
         // per connection.
-        if client.answering {
+        if client.is(ANSWERING) {
             self.core.answering -= 1;
         }
-        self.core.deflate_memory -= client.deflate_charge as usize;
+        #[cfg(feature = "deflate")]
+        if client.session.is_accepted() {
+            // What `charge_deflate` charged at the upgrade: an accepted
+            // session keeps its agreement to the end.
+            self.core.deflate_memory -= client.session.deflate_memory().unwrap_or(0);
+        }
         if !client.session.is_accepted() {
             return;
         }

@@ -66,9 +66,13 @@ impl EchoServer {
             let addr = "127.0.0.1:0".parse().unwrap();
             // The full windows, so that every answer follows from the offer
             // alone (the defaults' own answers: tests/deflate.rs).
+            #[allow(unused_mut)] // changed with the `deflate` feature only
             let mut config = Config::default();
-            config.deflate.server_max_window_bits = 15;
-            config.deflate.client_max_window_bits = 15;
+            #[cfg(feature = "deflate")]
+            {
+                config.deflate.server_max_window_bits = 15;
+                config.deflate.client_max_window_bits = 15;
+            }
             let mut server = Server::bind(addr, config, Echo)?;
             tx.send((server.local_addr(), server.shutdown_handle()))
                 .unwrap();

@@ -26,7 +26,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use wsloop::{Config, Server};
+use wsloop::{Config, Handler, Server};
 
 use crate::app::{App, PushInterval};
 
@@ -98,6 +98,77 @@ struct Args {
 
     #[command(flatten)]
     deflate: DeflateArgs,
+
+    #[command(flatten)]
+    programs: ProgramArgs,
+}
+
+/// Programs as handlers (websocketd's model): one process per connection,
+/// each text message a line on its stdin, each line of its stdout a text
+/// message. With a program the demo routes are not served.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Programs as handlers")]
+struct ProgramArgs {
+    /// Serve PROGRAM on a path: /PATH=COMMAND [ARGS...], split as a shell
+    /// would split it (quotes, escapes) but run without one (repeatable)
+    #[arg(long = "route", value_name = "/PATH=COMMAND", value_parser = parse_route)]
+    routes: Vec<(String, Vec<String>)>,
+
+    /// Messages to and from programs are raw bytes, as binary messages,
+    /// instead of text lines
+    #[arg(long)]
+    binary: bool,
+
+    /// Variables of wsloop's own environment passed on to programs, besides
+    /// the CGI ones (comma-separated, repeatable) [default: PATH]
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    passenv: Vec<String>,
+
+    /// Serve this program on every path: COMMAND [ARGS...] after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<std::ffi::OsString>,
+}
+
+impl ProgramArgs {
+    /// The program routes, or `None` when no program is given.
+    fn routes(&self) -> Option<Vec<(String, wsloop::programs::Program)>> {
+        let mut passenv = vec!["PATH".to_owned()];
+        passenv.extend(self.passenv.iter().cloned());
+        let program = |argv: Vec<std::ffi::OsString>| {
+            let mut p = wsloop::programs::Program::new(argv);
+            p.binary = self.binary;
+            p.passenv = passenv.clone();
+            p
+        };
+        let mut routes: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(path, argv)| (path.clone(), program(argv.iter().map(Into::into).collect())))
+            .collect();
+        if !self.command.is_empty() {
+            routes.push(("/".to_owned(), program(self.command.clone())));
+        }
+        (!routes.is_empty()).then_some(routes)
+    }
+}
+
+/// `/PATH=COMMAND ARGS`: the path and the command's words.
+fn parse_route(s: &str) -> Result<(String, Vec<String>), String> {
+    let (path, command) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not /PATH=COMMAND"))?;
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not a path (it starts with /)"));
+    }
+    let words = shell_words::split(command).map_err(|e| format!("{command:?}: {e}"))?;
+    if words.is_empty() {
+        return Err(format!("{s:?} names no command"));
+    }
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    Ok((path.to_owned(), words))
 }
 
 /// The permessage-deflate flags (feature `deflate`).
@@ -426,7 +497,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match serve(listener, config, args.push_interval) {
+    let served = match args.programs.routes() {
+        Some(routes) => {
+            let banner: Vec<String> = routes
+                .iter()
+                .map(|(path, p)| format!("{path} -> {:?}", p.argv))
+                .collect();
+            let banner = format!("programs: {}", banner.join(", "));
+            serve(
+                listener,
+                config,
+                wsloop::programs::Programs::new(routes),
+                banner,
+            )
+        }
+        None => {
+            let push = args.push_interval;
+            let banner = format!("page: http://ADDR/, push waits {push} s");
+            serve(listener, config, App::new(push), banner)
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -438,21 +529,23 @@ fn main() -> ExitCode {
 
 /// The host loop: signals and the server on one `Poll`, until a requested
 /// shutdown has closed every client.
-fn serve(listener: TcpListener, config: Config, push: PushInterval) -> io::Result<()> {
+fn serve<H: Handler>(
+    listener: TcpListener,
+    config: Config,
+    handler: H,
+    banner: String,
+) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let compression = compression(&config);
-    let mut server = Server::embed(
-        poll.registry(),
-        SERVER_TOKENS,
-        listener,
-        config,
-        App::new(push),
-    )?;
+    let mut server = Server::embed(poll.registry(), SERVER_TOKENS, listener, config, handler)?;
     let addr = server.local_addr();
-    info!("listening on ws://{addr} (page: http://{addr}/, push waits {push} s)");
+    info!(
+        "listening on ws://{addr} ({})",
+        banner.replace("ADDR", &addr.to_string())
+    );
     info!("{compression}");
 
     let stop = server.shutdown_handle();

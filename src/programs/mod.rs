@@ -1,0 +1,544 @@
+//! Any program as a WebSocket endpoint: websocketd's model, one process per
+//! connection, on the one loop (feature `programs`, Linux).
+//!
+//! ```text
+//! client ──text──► line + "\n" ──► program's stdin      (paused reading while stdin is full)
+//! client ◄──text── one message per line ◄── program's stdout   (stops reading while the client is behind)
+//!                  log, line by line, tagged ◄── program's stderr
+//! exit ──► remaining output sent, close 1000 (1011 on a non-zero exit)
+//! client gone ──► stdin closed ──► SIGTERM after `term_after` ──► SIGKILL after `kill_after`
+//! ```
+//!
+//! Every pipe and a pidfd per child (readable once it exits) are event
+//! sources in the server's own `Poll`: no thread per child, and every child
+//! is reaped when its pidfd says it exited, whether or not something (a
+//! grandchild, say) still holds its stdout.
+//!
+//! ```no_run
+//! use wsloop::programs::{Program, Programs};
+//! use wsloop::{Config, Server};
+//!
+//! let programs = Programs::new(vec![("/".into(), Program::new(["cat"]))]);
+//! Server::bind("127.0.0.1:8080".parse().unwrap(), Config::default(), programs)?.run()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod env;
+mod process;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+
+use crate::proto::frame::close_code;
+use crate::{ConnId, Ctx, Decision, Handler, Message, Request, SendStatus, SourceId, TimerId};
+use process::Child;
+
+/// One program, and how it is run for a connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Program {
+    /// The command and its arguments, run as they are (no shell).
+    pub argv: Vec<OsString>,
+    /// Raw bytes both ways as binary messages, instead of text lines.
+    pub binary: bool,
+    /// Variables of the server's own environment passed on to the program
+    /// (besides the CGI ones it always gets).
+    pub passenv: Vec<String>,
+    /// How long a program may run after its client left and its stdin was
+    /// closed, before SIGTERM. Default 1 s.
+    pub term_after: Duration,
+    /// How long after SIGTERM before SIGKILL. Default 1 s.
+    pub kill_after: Duration,
+    /// The longest line (or, with `binary`, read) sent as one message;
+    /// longer closes the client with 1009 and ends the program. Default
+    /// 1 MiB.
+    pub max_line: usize,
+}
+
+impl Program {
+    /// `argv` run per connection, text lines both ways, the defaults above.
+    pub fn new<I, S>(argv: I) -> Program
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Program {
+            argv: argv.into_iter().map(Into::into).collect(),
+            binary: false,
+            passenv: Vec::new(),
+            term_after: Duration::from_secs(1),
+            kill_after: Duration::from_secs(1),
+            max_line: 1 << 20,
+        }
+    }
+}
+
+/// What a pipe or pidfd is, for the child it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pipe {
+    Stdin,
+    Stdout,
+    Stderr,
+    Exit,
+}
+
+/// Bytes held for a program's stdin before the client's reading pauses.
+const STDIN_HIGH: usize = 256 * 1024;
+
+/// A [`Handler`] that runs a program per connection: the first route whose
+/// path prefix matches the request's path (longest first) picks it; no
+/// match is a 404.
+#[derive(Debug)]
+pub struct Programs {
+    routes: Vec<(String, Arc<Program>)>,
+    children: HashMap<u64, Child>,
+    sources: HashMap<SourceId, (u64, Pipe)>,
+    by_conn: HashMap<ConnId, u64>,
+    next: u64,
+}
+
+impl Programs {
+    /// A handler for `routes`: (path, program). A route `/` matches every
+    /// path.
+    pub fn new(routes: Vec<(String, Program)>) -> Programs {
+        let mut routes: Vec<(String, Arc<Program>)> = routes
+            .into_iter()
+            .map(|(p, prog)| (p, Arc::new(prog)))
+            .collect();
+        routes.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        Programs {
+            routes,
+            children: HashMap::new(),
+            sources: HashMap::new(),
+            by_conn: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Programs running now.
+    pub fn running(&self) -> usize {
+        self.children.len()
+    }
+
+    fn route(&self, path: &str) -> Option<&Arc<Program>> {
+        self.routes
+            .iter()
+            .find(|(prefix, _)| {
+                prefix == "/"
+                    || path == prefix
+                    || path.starts_with(prefix.as_str())
+                        && path.as_bytes().get(prefix.len()) == Some(&b'/')
+            })
+            .map(|(_, p)| p)
+    }
+
+    /// Writes what is held for the child's stdin; pauses or resumes its
+    /// client's reading by how much is left.
+    fn flush_stdin(&mut self, ctx: &mut Ctx<'_, ()>, key: u64) {
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        let Some(stdin) = child.stdin.as_mut() else {
+            child.stdin_buf.clear();
+            return;
+        };
+        while !child.stdin_buf.is_empty() {
+            match stdin.write(&child.stdin_buf) {
+                Ok(n) => {
+                    child.stdin_buf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The program closed its stdin (or died): what the
+                    // client sends from now on goes nowhere.
+                    debug!("{}: program's stdin: {e}", child.conn);
+                    child.stdin_buf.clear();
+                    self.close_stdin(ctx, key);
+                    return;
+                }
+            }
+        }
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        if let Some(conn) = child.client {
+            let full = child.stdin_buf.len() >= STDIN_HIGH;
+            if full != child.client_paused {
+                child.client_paused = full;
+                if full {
+                    ctx.pause_reading(conn);
+                } else {
+                    ctx.resume_reading(conn);
+                }
+            }
+        }
+    }
+
+    fn close_stdin(&mut self, ctx: &mut Ctx<'_, ()>, key: u64) {
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        if let (Some(mut stdin), Some(id)) = (child.stdin.take(), child.stdin_id.take()) {
+            let _ = ctx.deregister(id, &mut stdin);
+            self.sources.remove(&id);
+        }
+    }
+
+    /// Reads what the child wrote to stdout and sends it, line by line (or
+    /// as it comes, binary), while the client keeps up (unless `all`: the
+    /// child exited, and what it left is finite). On stdout's end, the
+    /// conversation ends too.
+    fn read_stdout(&mut self, ctx: &mut Ctx<'_, ()>, key: u64, all: bool) {
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        let Some(conn) = child.client else {
+            return;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if child.client_behind && !all {
+                return; // on_drain reads on
+            }
+            let Some(stdout) = child.stdout.as_mut() else {
+                return;
+            };
+            match stdout.read(&mut buf) {
+                Ok(0) => {
+                    child.stdout_eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    if child.program.binary {
+                        let status = ctx.send(conn, Message::Binary(&buf[..n]));
+                        child.client_behind = status == SendStatus::Queued;
+                        continue;
+                    }
+                    child.line.extend_from_slice(&buf[..n]);
+                    if !send_lines(ctx, conn, child, all) {
+                        return self.end(ctx, key, close_code::MESSAGE_TOO_BIG, "line too long");
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if all {
+                        break; // a grandchild may hold stdout open: done anyway
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{conn}: program's stdout: {e}");
+                    child.stdout_eof = true;
+                    break;
+                }
+            }
+        }
+        // A last line without its newline is sent as it is.
+        if !child.line.is_empty() && !child.program.binary {
+            let last = String::from_utf8_lossy(&child.line).into_owned();
+            child.line.clear();
+            ctx.send(conn, Message::Text(&last));
+        }
+        if child.reap().is_some() {
+            let code = exit_code(child.status);
+            return self.end(ctx, key, code, "");
+        }
+        // stdout closed, the program still runs: give it a moment to exit
+        // (its code decides the close code), then end the conversation.
+        if child.eof_timer.is_none() {
+            child.eof_timer = Some(ctx.set_timer(EXIT_GRACE, tag(key, Timer::Eof)));
+        }
+    }
+
+    fn read_stderr(&mut self, key: u64) {
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        if child.stderr.is_none() {
+            return;
+        }
+        let name = child.program_name();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(stderr) = child.stderr.as_mut() else {
+                return;
+            };
+            match stderr.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => child.err_line.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+            while let Some(end) = child.err_line.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = child.err_line.drain(..=end).collect();
+                info!(
+                    "{} {name}: {}",
+                    child.conn,
+                    String::from_utf8_lossy(&line[..end]).escape_debug()
+                );
+            }
+            if child.err_line.len() > 4096 {
+                let line: Vec<u8> = std::mem::take(&mut child.err_line);
+                info!(
+                    "{} {name}: {}",
+                    child.conn,
+                    String::from_utf8_lossy(&line).escape_debug()
+                );
+            }
+        }
+    }
+
+    /// The child exited (its pidfd is readable): reap it, then send what
+    /// it left on stdout and close its client.
+    fn exited(&mut self, ctx: &mut Ctx<'_, ()>, key: u64) {
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        match child.reap() {
+            Some(status) => debug!("{} {} exited: {status}", child.conn, child.program_name()),
+            None => return, // not yet (a spurious wake-up)
+        }
+        self.read_stderr(key);
+        if self.children.get(&key).is_some_and(|c| c.client.is_some()) {
+            // What it left is sent, then its client is closed.
+            self.read_stdout(ctx, key, true);
+        }
+        self.finish_if_done(ctx, key);
+    }
+
+    /// Ends the conversation: closes the client (if still there) with
+    /// `code` and stops the program (stdin closed now, signals later).
+    fn end(&mut self, ctx: &mut Ctx<'_, ()>, key: u64, code: u16, reason: &str) {
+        if let Some(conn) = self.children.get_mut(&key).and_then(|c| c.client.take()) {
+            ctx.close(conn, code, reason);
+            self.by_conn.remove(&conn);
+        }
+        self.stop(ctx, key);
+    }
+
+    /// The client is gone (or ended): stdin closed at once, SIGTERM after
+    /// `term_after` if the program still runs, SIGKILL after `kill_after`.
+    fn stop(&mut self, ctx: &mut Ctx<'_, ()>, key: u64) {
+        self.close_stdin(ctx, key);
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        if child.status.is_none() && child.stop_timer.is_none() {
+            child.stop_timer = Some(ctx.set_timer(child.program.term_after, tag(key, Timer::Term)));
+        }
+        self.finish_if_done(ctx, key);
+    }
+
+    /// Forgets a child that exited and has no client: its sources out of
+    /// the loop, its pipes closed.
+    fn finish_if_done(&mut self, ctx: &mut Ctx<'_, ()>, key: u64) {
+        let done = self
+            .children
+            .get(&key)
+            .is_some_and(|c| c.status.is_some() && c.client.is_none());
+        if !done {
+            return;
+        }
+        let Some(mut child) = self.children.remove(&key) else {
+            return;
+        };
+        for t in [child.stop_timer.take(), child.eof_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            ctx.cancel_timer(t);
+        }
+        for id in child.deregister(ctx) {
+            self.sources.remove(&id);
+        }
+    }
+}
+
+/// How long a program that closed its stdout may take to exit before its
+/// client is closed anyway (its exit code picks the close code).
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// What a handler timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Term = 0,
+    Kill = 1,
+    Eof = 2,
+}
+
+fn tag(key: u64, timer: Timer) -> u64 {
+    (key << 2) | timer as u64
+}
+
+/// 1000 for a clean exit (or none yet), 1011 for a failure.
+fn exit_code(status: Option<std::process::ExitStatus>) -> u16 {
+    match status {
+        Some(s) if !s.success() => close_code::INTERNAL_ERROR,
+        _ => close_code::NORMAL,
+    }
+}
+
+/// Sends every whole line in `child.line` as a text message (stopping when
+/// the client falls behind, unless `all`); false if a line passed
+/// `max_line`.
+fn send_lines(ctx: &mut Ctx<'_, ()>, conn: ConnId, child: &mut Child, all: bool) -> bool {
+    let mut start = 0;
+    while let Some(end) = child.line[start..].iter().position(|&b| b == b'\n') {
+        let line = &child.line[start..start + end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > child.program.max_line {
+            return false;
+        }
+        let text = String::from_utf8_lossy(line);
+        let status = ctx.send(conn, Message::Text(&text));
+        start += end + 1;
+        if status == SendStatus::Queued {
+            child.client_behind = true;
+            if !all {
+                break;
+            }
+        }
+    }
+    child.line.drain(..start);
+    child.line.len() <= child.program.max_line
+}
+
+impl Handler for Programs {
+    type Data = ();
+
+    fn on_open(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, req: &Request) -> Decision {
+        let Some(program) = self.route(req.path()).cloned() else {
+            return Decision::reject(404, format!("no program at {}", req.path()));
+        };
+        let env = env::cgi(req, ctx.peer_addr(id), &program.passenv);
+        let mut child = match Child::spawn(&program, env, id) {
+            Ok(child) => child,
+            Err(e) => {
+                warn!(
+                    "{id}: cannot start {:?}: {e}",
+                    program.argv.first().map(|a| a.to_string_lossy())
+                );
+                return Decision::reject(500, "the program could not be started");
+            }
+        };
+        let key = self.next;
+        self.next += 1;
+        match child.register(ctx) {
+            Ok(ids) => {
+                for (source, pipe) in ids {
+                    self.sources.insert(source, (key, pipe));
+                }
+            }
+            Err(e) => {
+                warn!("{id}: cannot watch the program's pipes: {e}");
+                child.kill_now();
+                return Decision::reject(500, "the program could not be started");
+            }
+        }
+        debug!(
+            "{id} {} started as pid {}",
+            child.program_name(),
+            child.pid()
+        );
+        self.children.insert(key, child);
+        self.by_conn.insert(id, key);
+        Decision::accept()
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
+        let Some(&key) = self.by_conn.get(&id) else {
+            return;
+        };
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        if child.stdin.is_none() {
+            return; // the program closed its stdin
+        }
+        match msg {
+            Message::Text(t) if !child.program.binary => {
+                child.stdin_buf.extend_from_slice(t.as_bytes());
+                child.stdin_buf.push(b'\n');
+            }
+            other => child.stdin_buf.extend_from_slice(other.as_bytes()),
+        }
+        self.flush_stdin(ctx, key);
+    }
+
+    fn on_source(&mut self, ctx: &mut Ctx<'_, ()>, source: SourceId, event: &mio::event::Event) {
+        let Some(&(key, pipe)) = self.sources.get(&source) else {
+            return;
+        };
+        match pipe {
+            Pipe::Stdin if event.is_writable() || event.is_error() => self.flush_stdin(ctx, key),
+            Pipe::Stdout => self.read_stdout(ctx, key, false),
+            Pipe::Stderr => self.read_stderr(key),
+            Pipe::Exit => self.exited(ctx, key),
+            Pipe::Stdin => {}
+        }
+    }
+
+    fn on_drain(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId) {
+        let Some(&key) = self.by_conn.get(&id) else {
+            return;
+        };
+        if let Some(child) = self.children.get_mut(&key) {
+            child.client_behind = false;
+            if !child.program.binary && !send_lines(ctx, id, child, false) {
+                return self.end(ctx, key, close_code::MESSAGE_TOO_BIG, "line too long");
+            }
+        }
+        self.read_stdout(ctx, key, false);
+    }
+
+    fn on_close(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, _code: u16, _reason: &str) {
+        let Some(key) = self.by_conn.remove(&id) else {
+            return;
+        };
+        if let Some(child) = self.children.get_mut(&key) {
+            child.client = None;
+        }
+        self.stop(ctx, key);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, ()>, _timer: TimerId, tag: u64) {
+        let key = tag >> 2;
+        let Some(child) = self.children.get_mut(&key) else {
+            return;
+        };
+        if tag & 3 == Timer::Eof as u64 {
+            // stdout closed a while ago: end, with the exit code if any.
+            child.eof_timer = None;
+            let code = exit_code(child.reap());
+            return self.end(ctx, key, code, "");
+        }
+        child.stop_timer = None;
+        if child.reap().is_some() {
+            return self.finish_if_done(ctx, key);
+        }
+        if tag & 3 == Timer::Kill as u64 {
+            debug!("{} {}: SIGKILL", child.conn, child.program_name());
+            child.signal(libc::SIGKILL);
+        } else {
+            debug!("{} {}: SIGTERM", child.conn, child.program_name());
+            child.signal(libc::SIGTERM);
+            let after = child.program.kill_after;
+            child.stop_timer = Some(ctx.set_timer(after, self::tag(key, Timer::Kill)));
+        }
+    }
+}
+
+impl Drop for Programs {
+    /// The server is gone: no child outlives it, and none is left a zombie.
+    fn drop(&mut self) {
+        for (_, mut child) in self.children.drain() {
+            child.kill_now();
+        }
+    }
+}
