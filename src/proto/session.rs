@@ -95,6 +95,13 @@ enum State {
     Reject(SendQueue),
 }
 
+/// `Session::stage`: reading and writing.
+const LIVE: u8 = 0;
+/// `Session::stage`: the peer shut its side; writing what it is owed.
+const DRAINING: u8 = 1;
+/// `Session::stage`: over; the socket is to be closed.
+const DONE: u8 = 2;
+
 /// What [`Session::read`] needs the application to know or decide.
 #[derive(Debug)]
 pub enum Action<'a> {
@@ -188,13 +195,14 @@ pub struct Session {
     ping_sent: bool,
     /// The application accepted the upgrade: its close is owed.
     accepted: bool,
-    /// The peer shut its sending side while bytes were still queued for
-    /// it: they are written (within the close timeout), then done.
-    peer_eof: bool,
+    /// [`LIVE`], [`DRAINING`] (the peer shut its sending side while bytes
+    /// were still queued for it: they are written within the close
+    /// timeout) or [`DONE`]: one byte, so the per-message check is one
+    /// compare.
+    stage: u8,
     /// The last transmit left bytes queued: the peer reads slower than the
     /// server writes.
     blocked: bool,
-    done: bool,
     /// Bits the loop that drives this session keeps about it (its
     /// registrations, its dirty-list place): held here, where the
     /// session's padding has room, so that an idle client costs the loop
@@ -230,9 +238,8 @@ impl Session {
             peer_close: None,
             ping_sent: false,
             accepted: false,
-            peer_eof: false,
+            stage: LIVE,
             blocked: false,
-            done: false,
             marks: 0,
         }
     }
@@ -244,7 +251,9 @@ impl Session {
     /// incomplete request head or frame is kept inside the session, so the
     /// caller never keeps leftovers. Replies the protocol owes (pongs, the
     /// close echo, error answers) are queued for [`Session::transmit`].
-    #[inline]
+    // Always inlined: this is the per-message path, and a call here costs
+    // the loop about 20 instructions a message (scripts/instructions).
+    #[inline(always)]
     pub fn read<'a>(
         &mut self,
         now: impl Into<Time>,
@@ -254,7 +263,7 @@ impl Session {
         let now = now.into().0;
         match &mut self.state {
             // The hot path: an open connection that still reads.
-            State::Open(conn) if !self.peer_eof && !self.done => {
+            State::Open(conn) if self.stage == LIVE => {
                 if !conn.is_open() {
                     return self.read_open(now, config, input);
                 }
@@ -269,9 +278,7 @@ impl Session {
                     other => self.after_event(now, config, len, true, other),
                 }
             }
-            State::Handshake { .. } if !self.peer_eof && !self.done => {
-                self.read_request(now, config, input)
-            }
+            State::Handshake { .. } if self.stage == LIVE => self.read_request(now, config, input),
             // Drained and dropped: an answer being written, or input after
             // the peer's FIN or the end.
             _ => (input.len(), None),
@@ -493,10 +500,10 @@ impl Session {
     pub fn read_eof(&mut self, now: impl Into<Time>) {
         let now = now.into().0;
         if self.has_pending() {
-            self.peer_eof = true;
+            self.stage = DRAINING;
             self.since = now;
         } else {
-            self.done = true;
+            self.stage = DONE;
         }
     }
 
@@ -623,7 +630,7 @@ impl Session {
     pub fn shutdown(&mut self, now: impl Into<Time>) {
         let now = now.into().0;
         match &self.state {
-            State::Handshake { .. } => self.done = true,
+            State::Handshake { .. } => self.stage = DONE,
             State::Open(_) => {
                 self.close(Time(now), close_code::GOING_AWAY, "server shutting down");
             }
@@ -638,11 +645,11 @@ impl Session {
     /// sends, [`Session::handle_timeout`]) and when the socket becomes
     /// writable again after [`Flow::Blocked`]. An error means the
     /// connection is gone: drop the session.
-    #[inline]
+    #[inline(always)] // the per-flush path: see `read`
     pub fn transmit(&mut self, out: &mut (impl Transmit + ?Sized)) -> io::Result<Flow> {
         // What is queued is all the session will ever send: the socket is
         // closed or shut for writing as soon as it is written.
-        let last = self.peer_eof
+        let last = self.stage == DRAINING
             || match &self.state {
                 State::Open(c) => c.sends_nothing_more(),
                 State::Reject(_) => true,
@@ -658,15 +665,15 @@ impl Session {
         if !drained {
             return Ok(Flow::Blocked);
         }
-        if self.peer_eof {
+        if self.stage == DRAINING {
             // The peer half-closed earlier and now has everything.
-            self.done = true;
+            self.stage = DONE;
             return Ok(Flow::Close);
         }
         Ok(match &self.state {
             // §7.1.1: after the closing handshake the server closes TCP first.
             State::Open(conn) if conn.is_finished() && conn.close_received() => {
-                self.done = true;
+                self.stage = DONE;
                 Flow::Close
             }
             // Our close (after an error) or answer is out: half-close and
@@ -690,10 +697,10 @@ impl Session {
     /// [`Session::poll_timeout`] as a stamp, for the loop's timer heap.
     pub(crate) fn deadline(&self, config: &Config) -> Stamp {
         let after = |wait| time::after(self.since, wait);
-        if self.done {
+        if self.stage == DONE {
             return NEVER;
         }
-        if self.peer_eof {
+        if self.stage == DRAINING {
             return after(config.close_timeout);
         }
         match &self.state {
@@ -720,7 +727,7 @@ impl Session {
         if self.deadline(config) > now {
             return None;
         }
-        let expired = if self.peer_eof {
+        let expired = if self.stage == DRAINING {
             Expired::Drain
         } else {
             match &mut self.state {
@@ -740,7 +747,7 @@ impl Session {
                 }
             }
         };
-        self.done = true;
+        self.stage = DONE;
         Some(expired)
     }
 
@@ -769,14 +776,14 @@ impl Session {
     /// application told, if [`Session::is_accepted`]).
     #[inline]
     pub fn is_done(&self) -> bool {
-        self.done
+        self.stage == DONE
     }
 
     /// Whether the session still reads: false once the peer shut its
     /// sending side (or the session is done).
     #[inline]
     pub fn wants_input(&self) -> bool {
-        !self.peer_eof && !self.done
+        self.stage == LIVE
     }
 
     /// Whether the application accepted the upgrade, so it is owed a close.

@@ -358,11 +358,11 @@ impl<H: Handler> Server<H> {
             let Some(c) = self.core.clients.get_mut(key) else {
                 return;
             };
-            let id = ConnId::new(key, c.gen);
+            let gen = c.gen;
             let (used, action) = c.session.read(now, &self.core.config, &mut bytes[pos..]);
             pos += used;
             if let Some(action) = action {
-                self.act(id, action);
+                self.act(ConnId::new(key, gen), action);
             }
         }
         self.settle(key);
