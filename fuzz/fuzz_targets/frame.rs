@@ -13,8 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wsloop::close_code;
 use wsloop::proto::frame::{decode_header, Decoded, FrameError, FrameHeader, MAX_HEADER_LEN};
-use wsloop::{close_code};
 use wsloop::proto::{OpCode, Role};
 
 fn check_rules(h: &FrameHeader, role: Role, allowed_rsv: u8) {

@@ -35,9 +35,9 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 use wsloop::proto::deflate::{negotiate, DeflateConfig};
 use wsloop::proto::handshake::ExtensionOffer;
+use wsloop::proto::Role;
 use wsloop::proto::{Connection, Event, Message};
 use wsloop::{close_code, Config};
-use wsloop::proto::{Role};
 
 /// Bytes the server may send beyond what it read: one close frame with a
 /// reason, and headers.

@@ -9,9 +9,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 use wsloop::proto::frame::{decode_header, Decoded};
+use wsloop::proto::Role;
 use wsloop::proto::{Connection, Event, Message};
 use wsloop::{close_code, Config};
-use wsloop::proto::{Role};
 
 /// An HTTP request head as read by [`read_head`].
 #[derive(Debug)]
