@@ -29,6 +29,8 @@
 //! | [`ShutdownHandle`] | stops a running server from any thread or a signal handler |
 //! | [`proto`] | the sans-I/O layers, for people who bring their own I/O: [`proto::Session`] (one client's whole life), [`proto::Connection`] (the frame layer), handshake, frames, permessage-deflate |
 //! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
+//! | [`SourceId`], [`Stats`] | other event sources in the loop's `Poll` ([`Ctx::register`], [`Handler::on_source`]); the server's counters |
+//! | `programs` | any program as the handler, websocketd's model (feature `programs`, Linux) |
 //!
 //! Data flows one way:
 //!
