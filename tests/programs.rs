@@ -213,3 +213,21 @@ fn descriptors_and_children_do_not_leak_over_many_connections() {
     }
     assert_eq!(fds(), before, "descriptors back where they were");
 }
+
+#[test]
+fn max_forks_answers_503_with_retry_after_past_it() {
+    let server = start(&["--max-forks", "1", "--", "cat"]);
+    let mut first = RawClient::open_blocking(server.addr, "/a");
+    let mut second = RawClient::connect(server.addr);
+    second.write_blocking(&support::upgrade_request("/b", &[]));
+    let busy = second.response_blocking();
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.header("Retry-After"), Some("5"));
+    // The first leaves, its cat is reaped: room again.
+    first.write_blocking(&close(1000, ""));
+    assert_eq!(first.frame_blocking().close_code(), 1000);
+    wait_children(&server, "no child", |c| c.is_empty());
+    let mut third = RawClient::open_blocking(server.addr, "/c");
+    third.write_blocking(&text("again"));
+    assert_eq!(third.frame_blocking().text(), "again");
+}

@@ -100,6 +100,8 @@ pub struct Programs {
     sources: HashMap<SourceId, (u64, Pipe)>,
     by_conn: HashMap<ConnId, u64>,
     next: u64,
+    /// Programs running at once at most (`None`: no limit).
+    max_forks: Option<usize>,
 }
 
 impl Programs {
@@ -117,7 +119,15 @@ impl Programs {
             sources: HashMap::new(),
             by_conn: HashMap::new(),
             next: 0,
+            max_forks: None,
         }
+    }
+
+    /// At most `n` programs at once (those still being stopped count):
+    /// past it an upgrade gets `503` with `Retry-After`.
+    pub fn with_max_forks(mut self, n: usize) -> Programs {
+        self.max_forks = Some(n);
+        self
     }
 
     /// Programs running now.
@@ -416,6 +426,15 @@ impl Handler for Programs {
         let Some(program) = self.route(req.path()).cloned() else {
             return Decision::reject(404, format!("no program at {}", req.path()));
         };
+        if self.max_forks.is_some_and(|max| self.children.len() >= max) {
+            warn!(
+                "{id}: {} programs running, at --max-forks: 503",
+                self.children.len()
+            );
+            let mut busy = crate::HttpResponse::text(503, "too many programs running");
+            busy.headers.push(("Retry-After".into(), "5".into()));
+            return Decision::Respond(busy);
+        }
         let env = env::cgi(req, ctx.peer_addr(id), &program.passenv);
         let mut child = match Child::spawn(&program, env, id) {
             Ok(child) => child,

@@ -15,6 +15,7 @@ use super::source::SourceId;
 use super::Ctx;
 use crate::id::{ConnId, TimerId};
 use crate::proto::handshake::{HttpResponse, Request};
+// (HttpResponse is also what `Decision::Respond` carries.)
 use crate::proto::message::Message;
 
 /// The answer of [`Handler::on_open`].
@@ -49,6 +50,9 @@ pub enum Decision {
         /// The response body.
         reason: String,
     },
+    /// Refuse with a whole HTTP response of the handler's own, headers
+    /// included (`Retry-After` on a 503, `WWW-Authenticate` on a 401).
+    Respond(HttpResponse),
 }
 
 impl Decision {

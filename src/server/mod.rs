@@ -404,17 +404,30 @@ impl<H: Handler> Server<H> {
                         c.session.accept(now, &request, protocol.as_deref());
                         debug!("{} {} opened as {id}", Peer(&c.stream), request.path());
                     }
-                    Decision::Reject { status, reason } => {
-                        debug!(
-                            "{}: refused by the handler with {status}: {reason}",
-                            Peer(&c.stream)
-                        );
+                    refusal => {
                         // The compression charged at the upgrade goes back.
                         #[cfg(feature = "deflate")]
                         {
                             self.core.deflate_memory -= c.session.deflate_memory().unwrap_or(0);
                         }
-                        c.session.reject(now, status, &reason);
+                        match refusal {
+                            Decision::Reject { status, reason } => {
+                                debug!(
+                                    "{}: refused by the handler with {status}: {reason}",
+                                    Peer(&c.stream)
+                                );
+                                c.session.reject(now, status, &reason);
+                            }
+                            Decision::Respond(response) => {
+                                debug!(
+                                    "{}: refused by the handler with {}",
+                                    Peer(&c.stream),
+                                    response.status
+                                );
+                                c.session.respond(now, &request, Some(&response));
+                            }
+                            Decision::Accept { .. } => {}
+                        }
                     }
                 }
             }

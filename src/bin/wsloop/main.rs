@@ -124,6 +124,11 @@ struct ProgramArgs {
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     passenv: Vec<String>,
 
+    /// Programs running at once at most; past it upgrades get 503 with
+    /// Retry-After [default: no limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_forks: Option<u32>,
+
     /// Serve this program on every path: COMMAND [ARGS...] after `--`
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<std::ffi::OsString>,
@@ -507,7 +512,10 @@ fn main() -> ExitCode {
             serve(
                 listener,
                 config,
-                wsloop::programs::Programs::new(routes),
+                match args.programs.max_forks {
+                    Some(n) => wsloop::programs::Programs::new(routes).with_max_forks(n as usize),
+                    None => wsloop::programs::Programs::new(routes),
+                },
                 banner,
             )
         }
