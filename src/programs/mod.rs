@@ -220,10 +220,7 @@ impl Programs {
                 return;
             };
             match stdout.read(&mut buf) {
-                Ok(0) => {
-                    child.stdout_eof = true;
-                    break;
-                }
+                Ok(0) => break,
                 Ok(n) => {
                     if child.program.binary {
                         let status = ctx.send(conn, Message::Binary(&buf[..n]));
@@ -244,7 +241,6 @@ impl Programs {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!("{conn}: program's stdout: {e}");
-                    child.stdout_eof = true;
                     break;
                 }
             }
@@ -285,20 +281,19 @@ impl Programs {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
-            while let Some(end) = child.err_line.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = child.err_line.drain(..=end).collect();
+            // Whole lines, and a line past 4 KiB in pieces of what came.
+            loop {
+                let end = match child.err_line.iter().position(|&b| b == b'\n') {
+                    Some(end) => end + 1,
+                    None if child.err_line.len() > 4096 => child.err_line.len(),
+                    None => break,
+                };
+                let line: Vec<u8> = child.err_line.drain(..end).collect();
+                let line = line.strip_suffix(b"\n").unwrap_or(&line);
                 info!(
                     "{} {name}: {}",
                     child.conn,
-                    String::from_utf8_lossy(&line[..end]).escape_debug()
-                );
-            }
-            if child.err_line.len() > 4096 {
-                let line: Vec<u8> = std::mem::take(&mut child.err_line);
-                info!(
-                    "{} {name}: {}",
-                    child.conn,
-                    String::from_utf8_lossy(&line).escape_debug()
+                    String::from_utf8_lossy(line).escape_debug()
                 );
             }
         }

@@ -42,7 +42,6 @@ pub(super) struct Child {
     pub(super) client_paused: bool,
     /// The client is behind: stdout is not read until it drains.
     pub(super) client_behind: bool,
-    pub(super) stdout_eof: bool,
     pub(super) status: Option<ExitStatus>,
     /// The SIGTERM or SIGKILL timer.
     pub(super) stop_timer: Option<TimerId>,
@@ -110,7 +109,6 @@ impl Child {
             err_line: Vec::new(),
             client_paused: false,
             client_behind: false,
-            stdout_eof: false,
             status: None,
             stop_timer: None,
             eof_timer: None,

@@ -265,7 +265,7 @@ impl Session {
             // The hot path: an open connection that still reads.
             State::Open(conn) if self.stage == LIVE => {
                 if !conn.is_open() {
-                    return self.read_open(now, config, input);
+                    return self.read_closing(now, config, input);
                 }
                 // Traffic: the idle wait starts again.
                 self.ping_sent = false;
@@ -370,14 +370,14 @@ impl Session {
 
     /// Input for a connection that sent its close frame: data is dropped
     /// by the connection, the peer's close is recorded.
-    fn read_open<'a>(
+    fn read_closing<'a>(
         &mut self,
         now: Stamp,
         config: &Config,
         input: &'a mut [u8],
     ) -> (usize, Option<Action<'a>>) {
         let State::Open(conn) = &mut self.state else {
-            unreachable!("read_open is only called on an open session")
+            unreachable!("read_closing is only called on an open session")
         };
         let was_open = conn.is_open();
         let len = input.len();

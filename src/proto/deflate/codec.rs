@@ -111,13 +111,6 @@ impl Deflater {
         self.no_context_takeover
     }
 
-    /// Forgets the window (the memory is kept) and sets whether to reset
-    /// after every message: the compressor as new, for another connection.
-    pub(crate) fn recycle(&mut self, no_context_takeover: bool) {
-        self.reset();
-        self.no_context_takeover = no_context_takeover;
-    }
-
     /// Primes a clean compressor with `dictionary`, the last bytes sent
     /// through it on this connection (at most its window's worth is used):
     /// context takeover without keeping the compressor between messages.
@@ -269,14 +262,6 @@ impl Inflater {
         self.no_context_takeover
     }
 
-    /// Forgets the window and any message in progress (the memory is kept)
-    /// and sets whether to reset after every message: the decompressor as
-    /// new, for another connection.
-    pub(crate) fn recycle(&mut self, no_context_takeover: bool) {
-        self.reset();
-        self.no_context_takeover = no_context_takeover;
-    }
-
     /// Bytes produced so far for the message in progress.
     pub fn produced(&self) -> usize {
         self.produced
@@ -328,7 +313,9 @@ impl Inflater {
         Ok(())
     }
 
-    fn reset(&mut self) {
+    /// Forgets the window and any message in progress (the memory is
+    /// kept): the decompressor as new, for another connection.
+    pub(crate) fn reset(&mut self) {
         if self.dirty {
             self.decompress.reset(false);
             self.dirty = false;

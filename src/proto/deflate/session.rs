@@ -54,7 +54,7 @@ fn take_inflater() -> Inflater {
 }
 
 fn give_deflater(mut d: Deflater) {
-    d.recycle(true);
+    d.reset();
     SPARES.with(|s| {
         let mut s = s.borrow_mut();
         if s.deflaters.len() < MAX_SPARES {
@@ -64,7 +64,7 @@ fn give_deflater(mut d: Deflater) {
 }
 
 fn give_inflater(mut i: Inflater) {
-    i.recycle(true);
+    i.reset();
     SPARES.with(|s| {
         let mut s = s.borrow_mut();
         if s.inflaters.len() < MAX_SPARES {
