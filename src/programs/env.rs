@@ -67,6 +67,25 @@ pub(super) fn cgi(
     env
 }
 
+/// A shared program's environment: no request of its own (each client's
+/// comes in its `open` event), so the server's name, the route and
+/// `passenv`.
+pub(super) fn shared(route: &str, passenv: &[String]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        (
+            "SERVER_SOFTWARE".into(),
+            concat!("wsloop/", env!("CARGO_PKG_VERSION")).into(),
+        ),
+        ("SCRIPT_NAME".into(), route.into()),
+    ];
+    for name in passenv {
+        if let Some(value) = std::env::var_os(name) {
+            env.push((name.into(), value));
+        }
+    }
+    env
+}
+
 /// A header value as it may enter an environment: control characters
 /// (CR, LF, NUL, escapes) never reach a program raw; each becomes a space.
 fn clean(value: &[u8]) -> String {

@@ -25,6 +25,8 @@
 
 mod env;
 mod process;
+mod protocol;
+mod shared;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -37,6 +39,7 @@ use log::{debug, info, warn};
 use crate::proto::frame::close_code;
 use crate::{ConnId, Ctx, Decision, Handler, Message, Request, SendStatus, SourceId, TimerId};
 use process::Child;
+use shared::{Shared, SHARED_TURN};
 
 /// One program, and how it is run for a connection.
 #[derive(Debug, Clone)]
@@ -55,9 +58,13 @@ pub struct Program {
     /// How long after SIGTERM before SIGKILL. Default 1 s.
     pub kill_after: Duration,
     /// The longest line (or, with `binary`, read) sent as one message;
-    /// longer closes the client with 1009 and ends the program. Default
-    /// 1 MiB.
+    /// longer closes the client with 1009 and ends the program (a shared
+    /// program's longer line is dropped, with a warning). Default 1 MiB.
     pub max_line: usize,
+    /// One long-lived program for every client of the route (Resin's
+    /// model), speaking JSON lines (docs/programs-protocol.md), instead of
+    /// a program per connection. Default false.
+    pub shared: bool,
 }
 
 impl Program {
@@ -74,6 +81,27 @@ impl Program {
             term_after: Duration::from_secs(1),
             kill_after: Duration::from_secs(1),
             max_line: 1 << 20,
+            shared: false,
+        }
+    }
+
+    /// The command's name, for the log.
+    fn name(&self) -> String {
+        self.argv
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// `argv` run once and shared by every client of its route.
+    pub fn shared<I, S>(argv: I) -> Program
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Program {
+            shared: true,
+            ..Program::new(argv)
         }
     }
 }
@@ -87,19 +115,43 @@ enum Pipe {
     Exit,
 }
 
+/// Who serves a client.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    /// Its own program (the key of the child).
+    Own(u64),
+    /// Its route's shared program (the index of the route), which knows
+    /// it by a number of its own.
+    Shared(usize, u64),
+}
+
+/// A path prefix and its program.
+#[derive(Debug)]
+struct Route {
+    prefix: String,
+    program: Arc<Program>,
+    /// The shared program's state, for a shared route.
+    shared: Option<Shared>,
+}
+
 /// Bytes held for a program's stdin before the client's reading pauses.
 const STDIN_HIGH: usize = 256 * 1024;
 
-/// A [`Handler`] that runs a program per connection: the first route whose
-/// path prefix matches the request's path (longest first) picks it; no
-/// match is a 404.
+/// Bytes queued for a client before its program's stdout is left unread
+/// until the client catches up.
+const STDOUT_HIGH: usize = 256 * 1024;
+
+/// A [`Handler`] that runs programs: the first route whose path prefix
+/// matches the request's path (longest first) picks one; no match is a 404.
 #[derive(Debug)]
 pub struct Programs {
-    routes: Vec<(String, Arc<Program>)>,
+    routes: Vec<Route>,
     children: HashMap<u64, Child>,
     sources: HashMap<SourceId, (u64, Pipe)>,
-    by_conn: HashMap<ConnId, u64>,
+    by_conn: HashMap<ConnId, Owner>,
     next: u64,
+    /// The last id given to a shared program's client.
+    next_client: u64,
     /// Programs running at once at most (`None`: no limit).
     max_forks: Option<usize>,
 }
@@ -108,23 +160,29 @@ impl Programs {
     /// A handler for `routes`: (path, program). A route `/` matches every
     /// path.
     pub fn new(routes: Vec<(String, Program)>) -> Programs {
-        let mut routes: Vec<(String, Arc<Program>)> = routes
+        let mut routes: Vec<Route> = routes
             .into_iter()
-            .map(|(p, prog)| (p, Arc::new(prog)))
+            .map(|(prefix, program)| Route {
+                shared: program.shared.then(Shared::default),
+                prefix,
+                program: Arc::new(program),
+            })
             .collect();
-        routes.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Programs {
             routes,
             children: HashMap::new(),
             sources: HashMap::new(),
             by_conn: HashMap::new(),
             next: 0,
+            next_client: 0,
             max_forks: None,
         }
     }
 
-    /// At most `n` programs at once (those still being stopped count):
-    /// past it an upgrade gets `503` with `Retry-After`.
+    /// At most `n` programs at once (those still being stopped count, and
+    /// a shared program counts once): past it an upgrade gets `503` with
+    /// `Retry-After`.
     pub fn with_max_forks(mut self, n: usize) -> Programs {
         self.max_forks = Some(n);
         self
@@ -135,16 +193,40 @@ impl Programs {
         self.children.len()
     }
 
-    fn route(&self, path: &str) -> Option<&Arc<Program>> {
-        self.routes
-            .iter()
-            .find(|(prefix, _)| {
-                prefix == "/"
-                    || path == prefix
-                    || path.starts_with(prefix.as_str())
-                        && path.as_bytes().get(prefix.len()) == Some(&b'/')
-            })
-            .map(|(_, p)| p)
+    /// The index of the route serving `path`.
+    fn route(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|Route { prefix, .. }| {
+            prefix == "/"
+                || path == prefix
+                || path.starts_with(prefix.as_str())
+                    && path.as_bytes().get(prefix.len()) == Some(&b'/')
+        })
+    }
+
+    /// Puts a started child's sources in the loop and keeps it; on failure
+    /// it is killed and reaped at once.
+    fn adopt(&mut self, ctx: &mut Ctx<'_, ()>, mut child: Child) -> std::io::Result<u64> {
+        match child.register(ctx) {
+            Ok(ids) => {
+                let key = self.next;
+                self.next += 1;
+                for (source, pipe) in ids {
+                    self.sources.insert(source, (key, pipe));
+                }
+                debug!(
+                    "{} {} started as pid {}",
+                    child.label,
+                    child.program_name(),
+                    child.pid()
+                );
+                self.children.insert(key, child);
+                Ok(key)
+            }
+            Err(e) => {
+                child.kill_now();
+                Err(e)
+            }
+        }
     }
 
     /// Writes what is held for the child's stdin; pauses or resumes its
@@ -167,8 +249,14 @@ impl Programs {
                 Err(e) => {
                     // The program closed its stdin (or died): what the
                     // client sends from now on goes nowhere.
-                    debug!("{}: program's stdin: {e}", child.conn);
+                    debug!("{}: program's stdin: {e}", child.label);
                     child.stdin_buf.clear();
+                    if child.route.is_some() {
+                        // A shared program that cannot hear its clients
+                        // any more is stopped, and restarted.
+                        warn!("{}: {} closed its stdin", child.label, child.program_name());
+                        return self.stop(ctx, key);
+                    }
                     self.close_stdin(ctx, key);
                     return;
                 }
@@ -177,8 +265,8 @@ impl Programs {
         let Some(child) = self.children.get_mut(&key) else {
             return;
         };
+        let full = child.stdin_buf.len() >= STDIN_HIGH;
         if let Some(conn) = child.client {
-            let full = child.stdin_buf.len() >= STDIN_HIGH;
             if full != child.client_paused {
                 child.client_paused = full;
                 if full {
@@ -187,6 +275,8 @@ impl Programs {
                     ctx.resume_reading(conn);
                 }
             }
+        } else if let (Some(route), false) = (child.route, full) {
+            self.resume_shared(ctx, route);
         }
     }
 
@@ -225,11 +315,21 @@ impl Programs {
                     if child.program.binary {
                         let status = ctx.send(conn, Message::Binary(&buf[..n]));
                         child.client_behind = status == SendStatus::Queued;
-                        continue;
+                    } else {
+                        child.line.extend_from_slice(&buf[..n]);
+                        if !send_lines(ctx, conn, child, all) {
+                            return self.end(ctx, key, close_code::MESSAGE_TOO_BIG, "line too long");
+                        }
                     }
-                    child.line.extend_from_slice(&buf[..n]);
-                    if !send_lines(ctx, conn, child, all) {
-                        return self.end(ctx, key, close_code::MESSAGE_TOO_BIG, "line too long");
+                    // The socket has not been written yet this iteration:
+                    // a fast program would fill the queue up to its limit.
+                    // Hold back at a bound and go on once it is written.
+                    if !all
+                        && !child.client_behind
+                        && ctx.buffered_amount(conn).unwrap_or(0) >= STDOUT_HIGH
+                    {
+                        child.client_behind = true;
+                        ctx.notify_drained(conn);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -292,7 +392,7 @@ impl Programs {
                 let line = line.strip_suffix(b"\n").unwrap_or(&line);
                 info!(
                     "{} {name}: {}",
-                    child.conn,
+                    child.label,
                     String::from_utf8_lossy(line).escape_debug()
                 );
             }
@@ -306,11 +406,19 @@ impl Programs {
             return;
         };
         match child.reap() {
-            Some(status) => debug!("{} {} exited: {status}", child.conn, child.program_name()),
+            Some(status) => debug!("{} {} exited: {status}", child.label, child.program_name()),
             None => return, // not yet (a spurious wake-up)
         }
         self.read_stderr(key);
-        if self.children.get(&key).is_some_and(|c| c.client.is_some()) {
+        let (client, route) = match self.children.get(&key) {
+            Some(c) => (c.client.is_some(), c.route),
+            None => return,
+        };
+        if let Some(route) = route {
+            // What it left is carried out, then its clients are closed.
+            self.read_shared(ctx, key, usize::MAX);
+            self.died(ctx, route, key);
+        } else if client {
             // What it left is sent, then its client is closed.
             self.read_stdout(ctx, key, true);
         }
@@ -372,13 +480,20 @@ const EXIT_GRACE: Duration = Duration::from_millis(200);
 /// What a handler timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
+    /// SIGTERM a child (tagged with its key).
     Term = 0,
+    /// SIGKILL a child.
     Kill = 1,
+    /// A per-connection child closed stdout a while ago.
     Eof = 2,
+    /// A shared child has more output than one turn reads.
+    More = 3,
+    /// Restart a route's shared program (tagged with the route's index).
+    Restart = 4,
 }
 
 fn tag(key: u64, timer: Timer) -> u64 {
-    (key << 2) | timer as u64
+    (key << 3) | timer as u64
 }
 
 /// 1000 for a clean exit (or none yet), 1011 for a failure.
@@ -418,56 +533,40 @@ impl Handler for Programs {
     type Data = ();
 
     fn on_open(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, req: &Request) -> Decision {
-        let Some(program) = self.route(req.path()).cloned() else {
+        let Some(route) = self.route(req.path()) else {
             return Decision::reject(404, format!("no program at {}", req.path()));
         };
+        if self.routes[route].shared.is_some() {
+            return self.open_shared(ctx, route, id, req);
+        }
+        let program = Arc::clone(&self.routes[route].program);
         if self.max_forks.is_some_and(|max| self.children.len() >= max) {
             warn!(
                 "{id}: {} programs running, at --max-forks: 503",
                 self.children.len()
             );
-            let mut busy = crate::HttpResponse::text(503, "too many programs running");
-            busy.headers.push(("Retry-After".into(), "5".into()));
-            return Decision::Respond(busy);
+            return shared::busy(Duration::from_secs(5), "too many programs running");
         }
         let env = env::cgi(req, ctx.peer_addr(id), &program.passenv);
-        let mut child = match Child::spawn(&program, env, id) {
-            Ok(child) => child,
-            Err(e) => {
-                warn!(
-                    "{id}: cannot start {:?}: {e}",
-                    program.argv.first().map(|a| a.to_string_lossy())
-                );
-                return Decision::reject(500, "the program could not be started");
-            }
-        };
-        let key = self.next;
-        self.next += 1;
-        match child.register(ctx) {
-            Ok(ids) => {
-                for (source, pipe) in ids {
-                    self.sources.insert(source, (key, pipe));
-                }
+        let started = Child::spawn(&program, env, Some(id), None)
+            .and_then(|child| self.adopt(ctx, child));
+        match started {
+            Ok(key) => {
+                self.by_conn.insert(id, Owner::Own(key));
+                Decision::accept()
             }
             Err(e) => {
-                warn!("{id}: cannot watch the program's pipes: {e}");
-                child.kill_now();
-                return Decision::reject(500, "the program could not be started");
+                warn!("{id}: cannot start {}: {e}", program.name());
+                Decision::reject(500, "the program could not be started")
             }
         }
-        debug!(
-            "{id} {} started as pid {}",
-            child.program_name(),
-            child.pid()
-        );
-        self.children.insert(key, child);
-        self.by_conn.insert(id, key);
-        Decision::accept()
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
-        let Some(&key) = self.by_conn.get(&id) else {
-            return;
+        let key = match self.by_conn.get(&id) {
+            Some(&Owner::Own(key)) => key,
+            Some(&Owner::Shared(route, n)) => return self.message_shared(ctx, route, (id, n), &msg),
+            None => return,
         };
         let Some(child) = self.children.get_mut(&key) else {
             return;
@@ -489,8 +588,10 @@ impl Handler for Programs {
         let Some(&(key, pipe)) = self.sources.get(&source) else {
             return;
         };
+        let shared = self.children.get(&key).is_some_and(|c| c.route.is_some());
         match pipe {
             Pipe::Stdin if event.is_writable() || event.is_error() => self.flush_stdin(ctx, key),
+            Pipe::Stdout if shared => self.read_shared(ctx, key, SHARED_TURN),
             Pipe::Stdout => self.read_stdout(ctx, key, false),
             Pipe::Stderr => self.read_stderr(key),
             Pipe::Exit => self.exited(ctx, key),
@@ -499,7 +600,7 @@ impl Handler for Programs {
     }
 
     fn on_drain(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId) {
-        let Some(&key) = self.by_conn.get(&id) else {
+        let Some(&Owner::Own(key)) = self.by_conn.get(&id) else {
             return;
         };
         if let Some(child) = self.children.get_mut(&key) {
@@ -511,9 +612,13 @@ impl Handler for Programs {
         self.read_stdout(ctx, key, false);
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, _code: u16, _reason: &str) {
-        let Some(key) = self.by_conn.remove(&id) else {
-            return;
+    fn on_close(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, code: u16, reason: &str) {
+        let key = match self.by_conn.remove(&id) {
+            Some(Owner::Own(key)) => key,
+            Some(Owner::Shared(route, n)) => {
+                return self.close_shared(ctx, route, (id, n), code, reason)
+            }
+            None => return,
         };
         if let Some(child) = self.children.get_mut(&key) {
             child.client = None;
@@ -522,11 +627,16 @@ impl Handler for Programs {
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_, ()>, _timer: TimerId, tag: u64) {
-        let key = tag >> 2;
+        let key = tag >> 3;
+        match tag & 7 {
+            t if t == Timer::Restart as u64 => return self.restart(ctx, key as usize),
+            t if t == Timer::More as u64 => return self.read_shared(ctx, key, SHARED_TURN),
+            _ => {}
+        }
         let Some(child) = self.children.get_mut(&key) else {
             return;
         };
-        if tag & 3 == Timer::Eof as u64 {
+        if tag & 7 == Timer::Eof as u64 {
             // stdout closed a while ago: end, with the exit code if any.
             child.eof_timer = None;
             let code = exit_code(child.reap());
@@ -536,11 +646,11 @@ impl Handler for Programs {
         if child.reap().is_some() {
             return self.finish_if_done(ctx, key);
         }
-        if tag & 3 == Timer::Kill as u64 {
-            debug!("{} {}: SIGKILL", child.conn, child.program_name());
+        if tag & 7 == Timer::Kill as u64 {
+            debug!("{} {}: SIGKILL", child.label, child.program_name());
             child.signal(libc::SIGKILL);
         } else {
-            debug!("{} {}: SIGTERM", child.conn, child.program_name());
+            debug!("{} {}: SIGTERM", child.label, child.program_name());
             child.signal(libc::SIGTERM);
             let after = child.program.kill_after;
             child.stop_timer = Some(ctx.set_timer(after, self::tag(key, Timer::Kill)));

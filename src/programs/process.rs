@@ -1,6 +1,7 @@
-//! One program run for one connection: the process, its pipes as
-//! non-blocking mio sources, and a pidfd that becomes readable when it
-//! exits (Linux 5.3+). The one place in `programs` with `unsafe`.
+//! One running program (for one connection, or shared by a route): the
+//! process, its pipes as non-blocking mio sources, and a pidfd that becomes
+//! readable when it exits (Linux 5.3+). The one place in `programs` with
+//! `unsafe`.
 
 use std::ffi::OsString;
 use std::io;
@@ -19,10 +20,12 @@ use crate::{ConnId, Ctx, SourceId, TimerId};
 #[derive(Debug)]
 pub(super) struct Child {
     pub(super) program: Arc<Program>,
-    /// The connection it was started for (for the log).
-    pub(super) conn: ConnId,
-    /// The connection while it is open.
+    /// Who it runs for, in the log: the connection, or `shared /route`.
+    pub(super) label: String,
+    /// The connection while it is open (per-connection programs only).
     pub(super) client: Option<ConnId>,
+    /// The route it serves, for a shared program.
+    pub(super) route: Option<usize>,
     process: std::process::Child,
     pidfd: OwnedFd,
     pub(super) stdin: Option<Sender>,
@@ -36,6 +39,9 @@ pub(super) struct Child {
     pub(super) stdin_buf: Vec<u8>,
     /// stdout after the last whole line.
     pub(super) line: Vec<u8>,
+    /// A shared program's line passed `max_line`: the rest of it, up to
+    /// its newline, is dropped.
+    pub(super) skipping: bool,
     /// stderr after the last whole line.
     pub(super) err_line: Vec<u8>,
     /// The client's reading is paused (stdin full).
@@ -50,11 +56,13 @@ pub(super) struct Child {
 }
 
 impl Child {
-    /// Starts `program` with exactly `env`, its three pipes non-blocking.
+    /// Starts `program` with exactly `env`, its three pipes non-blocking,
+    /// for `client` or (`None`) shared by `route`.
     pub(super) fn spawn(
         program: &Arc<Program>,
         env: Vec<(OsString, OsString)>,
-        conn: ConnId,
+        client: Option<ConnId>,
+        route: Option<(usize, &str)>,
     ) -> io::Result<Child> {
         let (name, args) = program
             .argv
@@ -93,8 +101,13 @@ impl Child {
         }
         Ok(Child {
             program: Arc::clone(program),
-            conn,
-            client: Some(conn),
+            label: match (client, route) {
+                (Some(conn), _) => conn.to_string(),
+                (None, Some((_, path))) => format!("shared {path}"),
+                (None, None) => String::new(),
+            },
+            client,
+            route: route.map(|(index, _)| index),
             process,
             pidfd,
             stdin: Some(stdin),
@@ -106,6 +119,7 @@ impl Child {
             exit_id: None,
             stdin_buf: Vec::new(),
             line: Vec::new(),
+            skipping: false,
             err_line: Vec::new(),
             client_paused: false,
             client_behind: false,
@@ -206,11 +220,7 @@ impl Child {
     }
 
     pub(super) fn program_name(&self) -> String {
-        self.program
-            .argv
-            .first()
-            .map(|a| a.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        self.program.name()
     }
 }
 

@@ -40,6 +40,9 @@ pub(super) const READING: u8 = 8;
 pub(super) const PAUSED: u8 = 16;
 /// Counted in `Core::answering` (writing a final HTTP answer).
 pub(super) const ANSWERING: u8 = 32;
+/// The handler asked for `on_drain` once its queue is empty
+/// (`Ctx::notify_drained`), whether or not the socket ever fell behind.
+pub(super) const DRAIN_WANTED: u8 = 64;
 
 /// One accepted TCP connection: its socket, its session, the handler's data
 /// and the loop's bookkeeping.
@@ -429,6 +432,21 @@ impl<D> Core<D> {
         };
         c.set(PAUSED, true);
         let _ = self.update_interest(id.key());
+        true
+    }
+
+    pub(crate) fn notify_drained(&mut self, id: ConnId) -> bool {
+        let Core { clients, dirty, .. } = self;
+        let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+            return false;
+        };
+        c.set(DRAIN_WANTED, true);
+        // Flushed when the iteration ends, even with nothing queued: the
+        // flush is what calls on_drain.
+        if !c.is(DIRTY) {
+            c.set(DIRTY, true);
+            dirty.push(id.key());
+        }
         true
     }
 

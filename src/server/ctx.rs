@@ -174,6 +174,15 @@ impl<D> Ctx<'_, D> {
         self.core.pause_reading(id)
     }
 
+    /// Asks for [`Handler::on_drain`](crate::Handler::on_drain) once client
+    /// `id` has written out everything queued so far, even if its socket
+    /// never fell behind: for a handler that stops producing at a bound of
+    /// its own (checked with [`Ctx::buffered_amount`]) and must learn when
+    /// to go on. False if the client is gone.
+    pub fn notify_drained(&mut self, id: ConnId) -> bool {
+        self.core.notify_drained(id)
+    }
+
     /// Reads from client `id` again, starting with what arrived meanwhile.
     pub fn resume_reading(&mut self, id: ConnId) -> bool {
         self.core.resume_reading(id)

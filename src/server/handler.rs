@@ -131,8 +131,9 @@ pub trait Handler {
     }
 
     /// Client `id` read everything that had queued up behind it (its send
-    /// status was [`SendStatus::Queued`](crate::SendStatus::Queued)): a
-    /// handler that held back for it may send again.
+    /// status was [`SendStatus::Queued`](crate::SendStatus::Queued), or the
+    /// handler asked with [`Ctx::notify_drained`]): a handler that held
+    /// back for it may send again.
     fn on_drain(&mut self, ctx: &mut Ctx<'_, Self::Data>, id: ConnId) {
         let _ = (ctx, id);
     }

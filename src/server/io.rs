@@ -15,7 +15,7 @@ use std::net::Shutdown;
 use log::{debug, warn};
 use mio::net::TcpStream;
 
-use super::core::{DIRTY, PAUSED, WANT_WRITE};
+use super::core::{DIRTY, DRAIN_WANTED, PAUSED, WANT_WRITE};
 use super::Handler;
 use super::{Ctx, Server};
 use crate::id::ConnId;
@@ -160,7 +160,10 @@ impl<H: Handler> Server<H> {
             }
         };
         let pending = flow == Flow::Blocked;
-        let drained = client.is(WANT_WRITE) && !pending;
+        let drained = client.is(WANT_WRITE | DRAIN_WANTED) && !pending;
+        if drained {
+            client.set(DRAIN_WANTED, false);
+        }
         if pending != client.is(WANT_WRITE) {
             client.set(WANT_WRITE, pending);
             if let Err(e) = self.core.update_interest(key) {

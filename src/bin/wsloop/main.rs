@@ -103,9 +103,11 @@ struct Args {
     programs: ProgramArgs,
 }
 
-/// Programs as handlers (websocketd's model): one process per connection,
+/// Programs as handlers: websocketd's model (one process per connection,
 /// each text message a line on its stdin, each line of its stdout a text
-/// message. With a program the demo routes are not served.
+/// message) and Resin's (one shared process per route speaking JSON lines,
+/// docs/programs-protocol.md). With a program the demo routes are not
+/// served.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Programs as handlers")]
 struct ProgramArgs {
@@ -113,6 +115,17 @@ struct ProgramArgs {
     /// would split it (quotes, escapes) but run without one (repeatable)
     #[arg(long = "route", value_name = "/PATH=COMMAND", value_parser = parse_route)]
     routes: Vec<(String, Vec<String>)>,
+
+    /// Serve ONE long-lived program for every client of a path, speaking
+    /// JSON lines (docs/programs-protocol.md): /PATH=COMMAND [ARGS...]
+    /// (repeatable)
+    #[arg(long = "shared-route", value_name = "/PATH=COMMAND", value_parser = parse_route)]
+    shared_routes: Vec<(String, Vec<String>)>,
+
+    /// The program after `--` is one shared program (JSON lines), not one
+    /// per connection
+    #[arg(long, requires = "command")]
+    shared: bool,
 
     /// Messages to and from programs are raw bytes, as binary messages,
     /// instead of text lines
@@ -129,6 +142,20 @@ struct ProgramArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_forks: Option<u32>,
 
+    /// After a client leaves and its program's stdin is closed, how long
+    /// the program may run before SIGTERM
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    term_after: Duration,
+
+    /// How long after SIGTERM before SIGKILL
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    kill_after: Duration,
+
+    /// The longest line a program may write (one message); longer closes
+    /// its client with 1009 (a shared program's is dropped)
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    max_line: usize,
+
     /// Serve this program on every path: COMMAND [ARGS...] after `--`
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<std::ffi::OsString>,
@@ -139,19 +166,29 @@ impl ProgramArgs {
     fn routes(&self) -> Option<Vec<(String, wsloop::programs::Program)>> {
         let mut passenv = vec!["PATH".to_owned()];
         passenv.extend(self.passenv.iter().cloned());
-        let program = |argv: Vec<std::ffi::OsString>| {
+        let program = |argv: Vec<std::ffi::OsString>, shared: bool| {
             let mut p = wsloop::programs::Program::new(argv);
             p.binary = self.binary;
             p.passenv = passenv.clone();
+            p.term_after = self.term_after;
+            p.kill_after = self.kill_after;
+            p.max_line = self.max_line;
+            p.shared = shared;
             p
         };
+        let words = |argv: &Vec<String>| argv.iter().map(Into::into).collect();
         let mut routes: Vec<_> = self
             .routes
             .iter()
-            .map(|(path, argv)| (path.clone(), program(argv.iter().map(Into::into).collect())))
+            .map(|(path, argv)| (path.clone(), program(words(argv), false)))
+            .chain(
+                self.shared_routes
+                    .iter()
+                    .map(|(path, argv)| (path.clone(), program(words(argv), true))),
+            )
             .collect();
         if !self.command.is_empty() {
-            routes.push(("/".to_owned(), program(self.command.clone())));
+            routes.push(("/".to_owned(), program(self.command.clone(), self.shared)));
         }
         (!routes.is_empty()).then_some(routes)
     }
@@ -506,7 +543,10 @@ fn main() -> ExitCode {
         Some(routes) => {
             let banner: Vec<String> = routes
                 .iter()
-                .map(|(path, p)| format!("{path} -> {:?}", p.argv))
+                .map(|(path, p)| {
+                    let shared = if p.shared { " (shared)" } else { "" };
+                    format!("{path} -> {:?}{shared}", p.argv)
+                })
                 .collect();
             let banner = format!("programs: {}", banner.join(", "));
             serve(
