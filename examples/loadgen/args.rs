@@ -53,6 +53,9 @@ Flags:
   -t, --duration SECS  measured window (idle: the hold) [default 10, idle 5]
   -w, --warmup SECS    warm-up before the window (idle: settle) [default 2, idle 1]
       --server-pid PID read the server's CPU time and memory from /proc/PID
+                       (CPU: the server's and its children's, reaped or
+                       running; idle also reports the PSS of the server
+                       and its children together)
       --connect-burst N  connections being set up at once [default 256]
       --setup-timeout SECS  limit for opening every connection [default 60]
   -q, --quiet          no per-second lines on stderr

@@ -143,6 +143,8 @@ struct Mark {
     server_cpu: Option<u64>,
     own_cpu: Option<u64>,
     rss_kib: Option<u64>,
+    /// Server and children, PSS (idle mode only).
+    tree_pss_kib: Option<u64>,
 }
 
 /// The broadcast mode's bookkeeping: the sender is slot `receivers`.
@@ -206,6 +208,8 @@ struct Logic {
     // reporting
     start: Instant,
     rss_base: Option<u64>,
+    /// Server and children, PSS before the first connection (idle mode).
+    pss_base: Option<u64>,
     window: Option<(Mark, Mark)>,
     window_start: Option<Mark>,
     next_sec: Instant,
@@ -231,9 +235,14 @@ impl Logic {
             at: now,
             total: self.total,
             rx_bytes: self.rx_bytes,
-            server_cpu: self.o.server_pid.and_then(|p| procfs::cpu_ticks(Some(p))),
+            server_cpu: self.o.server_pid.and_then(procfs::tree_cpu_ticks),
             own_cpu: procfs::cpu_ticks(None),
             rss_kib: self.o.server_pid.and_then(procfs::rss_kib),
+            tree_pss_kib: self
+                .o
+                .server_pid
+                .filter(|_| self.o.mode == Mode::Idle)
+                .and_then(procfs::tree_pss_kib),
         }
     }
 
@@ -780,6 +789,10 @@ fn run(o: Opts) -> Result<Report, String> {
         addr: o.url.addr,
     };
     let rss_base = o.server_pid.and_then(procfs::rss_kib);
+    let pss_base = o
+        .server_pid
+        .filter(|_| o.mode == Mode::Idle)
+        .and_then(procfs::tree_pss_kib);
     if let Some(pid) = o.server_pid {
         if procfs::cpu_ticks(Some(pid)).is_none() {
             return Err(format!("cannot read /proc/{pid}/stat"));
@@ -825,6 +838,7 @@ fn run(o: Opts) -> Result<Report, String> {
         next_upgrade: 0,
         start: now,
         rss_base,
+        pss_base,
         window: None,
         window_start: None,
         next_sec: now + Duration::from_secs(1),
@@ -1286,6 +1300,17 @@ fn report(l: &Logic) -> Report {
             };
             let per_open = delta(a.rss_kib);
             let per_held = delta(b.rss_kib);
+            let pss_per_conn = l
+                .pss_base
+                .zip(b.tree_pss_kib)
+                .map(|(base, x)| (x as f64 - base as f64) * 1024.0 / n);
+            if let (Some(held), Some(per)) = (b.tree_pss_kib, pss_per_conn) {
+                let _ = writeln!(
+                    h,
+                    "  server and its children, PSS: {} KiB holding, {per:.0} bytes per connection",
+                    group(held)
+                );
+            }
             if let (Some(base), Some(open), Some(held)) = (l.rss_base, a.rss_kib, b.rss_kib) {
                 let _ = writeln!(
                     h,
@@ -1303,6 +1328,9 @@ fn report(l: &Logic) -> Report {
                 ("rss_held_kib", J::opt_int(b.rss_kib)),
                 ("rss_per_conn_open_bytes", J::opt_num(per_open)),
                 ("rss_per_conn_bytes", J::opt_num(per_held)),
+                ("tree_pss_base_kib", J::opt_int(l.pss_base)),
+                ("tree_pss_held_kib", J::opt_int(b.tree_pss_kib)),
+                ("tree_pss_per_conn_bytes", J::opt_num(pss_per_conn)),
                 ("pings", J::Int(l.pings)),
             ]);
         } else {

@@ -41,6 +41,86 @@ pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time of `pid` and every process under it, in clock ticks: for
+/// each, user plus system time (fields 14 and 15) and that of its children
+/// already reaped (16 and 17). A server that runs programs (a process per
+/// connection, a shared handler) is charged for them; a server without
+/// children reads as [`cpu_ticks`].
+pub fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for p in tree(pid)? {
+        let Some(stat) = fs::read_to_string(format!("/proc/{p}/stat")).ok() else {
+            continue; // exited meanwhile: its time is in its parent's 16, 17
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let times: Vec<u64> = stat[close + 1..]
+            .split_whitespace()
+            .skip(11) // fields 3..=13
+            .take(4)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        total += times.iter().sum::<u64>();
+    }
+    Some(total)
+}
+
+/// Proportional set size of `pid` and every process under it, in KiB
+/// (`Pss` of `/proc/PID/smaps_rollup`): shared pages (a program's code,
+/// libc) counted once across the processes that map them.
+pub fn tree_pss_kib(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for p in tree(pid)? {
+        let Ok(rollup) = fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue;
+        };
+        if let Some(line) = rollup.lines().find(|l| l.starts_with("Pss:")) {
+            total += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
+/// `pid` and its descendants (by the parent pid, field 4, of every
+/// process in `/proc`); `None` if `pid` is gone.
+fn tree(pid: u32) -> Option<Vec<u32>> {
+    fs::metadata(format!("/proc/{pid}")).ok()?;
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rfind(')')
+            .and_then(|c| stat[c + 1..].split_whitespace().nth(1))
+            .and_then(|f| f.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            parents
+                .iter()
+                .filter(|&&(_, pp)| pp == parent)
+                .map(|&(p, _)| p),
+        );
+        i += 1;
+    }
+    Some(out)
+}
+
 /// Resident set size of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -55,5 +135,8 @@ mod tests {
         assert!(super::clock_ticks() > 0);
         assert!(super::cpu_ticks(None).is_some());
         assert!(super::rss_kib(std::process::id()).unwrap() > 0);
+        let me = std::process::id();
+        assert!(super::tree_cpu_ticks(me).unwrap() >= super::cpu_ticks(None).unwrap());
+        assert!(super::tree_pss_kib(me).unwrap() > 0);
     }
 }

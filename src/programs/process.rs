@@ -37,6 +37,8 @@ pub(super) struct Child {
     exit_id: Option<SourceId>,
     /// Client messages not yet taken by the program's stdin.
     pub(super) stdin_buf: Vec<u8>,
+    /// Listed to have its stdin written when the turn ends.
+    pub(super) stdin_queued: bool,
     /// stdout after the last whole line.
     pub(super) line: Vec<u8>,
     /// A shared program's line passed `max_line`: the rest of it, up to
@@ -118,6 +120,7 @@ impl Child {
             stderr_id: None,
             exit_id: None,
             stdin_buf: Vec::new(),
+            stdin_queued: false,
             line: Vec::new(),
             skipping: false,
             err_line: Vec::new(),

@@ -69,11 +69,7 @@ impl<'a> Event<'a> {
             Message::Text(t) => (Some(*t), None),
             Message::Binary(b) => (None, Some(BASE64.encode(b))),
         };
-        Event::Message {
-            id,
-            text,
-            binary,
-        }
+        Event::Message { id, text, binary }
     }
 
     /// Appends the event and its newline to `out`.
@@ -150,10 +146,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Command<'_>, String> {
             payload: payload(&line)?,
         }),
         "broadcast" => Ok(Command::Broadcast {
-            ids: line
-                .ids
-                .as_ref()
-                .cloned(),
+            ids: line.ids.as_ref().cloned(),
             payload: payload(&line)?,
         }),
         "close" => {
@@ -182,5 +175,83 @@ fn payload<'a>(line: &Line<'a>) -> Result<Payload<'a>, String> {
             "\"{}\" needs exactly one of \"text\" and \"binary\"",
             line.kind
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_with_escapes_defaults_and_base64() {
+        assert_eq!(
+            parse(br#"{"type":"send","id":7,"text":"a\nb \u00e9"}"#),
+            Ok(Command::Send {
+                id: 7,
+                payload: Payload::Text("a\nb é".into())
+            })
+        );
+        assert_eq!(
+            parse(br#"{"type":"broadcast","binary":"AAEC","extra":true}"#),
+            Ok(Command::Broadcast {
+                ids: None,
+                payload: Payload::Binary(vec![0, 1, 2])
+            })
+        );
+        assert_eq!(
+            parse(br#"{"type":"broadcast","ids":[1,2],"text":""}"#),
+            Ok(Command::Broadcast {
+                ids: Some(vec![1, 2]),
+                payload: Payload::Text("".into())
+            })
+        );
+        assert_eq!(
+            parse(br#"{"type":"close","id":3}"#),
+            Ok(Command::Close {
+                id: 3,
+                code: 1000,
+                reason: "".into()
+            })
+        );
+    }
+
+    #[test]
+    fn bad_commands_say_why() {
+        for (line, why) in [
+            (&b"nope"[..], "expected"),
+            (br#"{"id":1,"text":"x"}"#, "missing field `type`"),
+            (br#"{"type":"send","text":"x"}"#, "without an \"id\""),
+            (br#"{"type":"send","id":1}"#, "exactly one of"),
+            (
+                br#"{"type":"send","id":1,"text":"x","binary":""}"#,
+                "exactly one of",
+            ),
+            (br#"{"type":"send","id":1,"binary":"!"}"#, "not base64"),
+            (br#"{"type":"close","id":1,"code":1006}"#, "1006 is not"),
+            (br#"{"type":"send","id":-1,"text":"x"}"#, "invalid value"),
+            (br#"{"type":"jump"}"#, "unknown"),
+        ] {
+            let err = parse(line).expect_err(why);
+            assert!(err.contains(why), "{err:?} should say {why:?}");
+        }
+    }
+
+    #[test]
+    fn events_are_one_line_each_with_the_type_first() {
+        let mut out = Vec::new();
+        Event::message(5, &Message::Text("line\nbreak \"q\"")).write_line(&mut out);
+        Event::message(5, &Message::Binary(&[255, 0])).write_line(&mut out);
+        Event::Close {
+            id: 5,
+            code: 1006,
+            reason: "",
+        }
+        .write_line(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"message\",\"id\":5,\"text\":\"line\\nbreak \\\"q\\\"\"}\n\
+             {\"type\":\"message\",\"id\":5,\"binary\":\"/wA=\"}\n\
+             {\"type\":\"close\",\"id\":5,\"code\":1006,\"reason\":\"\"}\n"
+        );
     }
 }

@@ -13,13 +13,12 @@
 //! program exits ─► its clients close with 1011 ─► restarted after a backoff
 //! ```
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
 use super::protocol::{self, Command, Event};
-use super::{env, tag, Child, Owner, Programs, Route, Timer, STDIN_HIGH};
+use super::{env, tag, Child, IdMap, Owner, Programs, Route, Timer, STDIN_HIGH};
 use crate::proto::frame::close_code;
 use crate::{ConnId, Ctx, Decision, Message, Request, TimerId};
 
@@ -43,7 +42,7 @@ pub(super) struct Shared {
     started: Option<Instant>,
     /// The route's clients by their protocol ids: the only ones its
     /// program may address.
-    clients: HashMap<u64, ConnId>,
+    clients: IdMap<u64, ConnId>,
     /// Clients paused because the program's stdin was full.
     paused: Vec<ConnId>,
     /// Deaths in a row, each within `STABLE` of its start.
@@ -55,7 +54,10 @@ pub(super) struct Shared {
 impl Shared {
     /// The wait before the next restart, counting this death.
     fn backoff(&mut self, now: Instant) -> Duration {
-        if self.started.is_some_and(|at| now.duration_since(at) >= STABLE) {
+        if self
+            .started
+            .is_some_and(|at| now.duration_since(at) >= STABLE)
+        {
             self.failures = 0;
         }
         let wait = BACKOFF_MIN.saturating_mul(1 << self.failures.min(16));
@@ -123,7 +125,7 @@ impl Programs {
         Event::open(number, req, ctx.peer_addr(id)).write_line(&mut child.stdin_buf);
         self.shared_mut(route).clients.insert(number, id);
         self.by_conn.insert(id, Owner::Shared(route, number));
-        self.flush_stdin(ctx, key);
+        self.queue_stdin(ctx, key);
         Decision::accept()
     }
 
@@ -142,7 +144,7 @@ impl Programs {
             return;
         };
         Event::message(number, msg).write_line(&mut child.stdin_buf);
-        self.flush_stdin(ctx, key);
+        self.queue_stdin(ctx, key);
         let full = self
             .children
             .get(&key)
@@ -178,7 +180,7 @@ impl Programs {
             reason,
         }
         .write_line(&mut child.stdin_buf);
-        self.flush_stdin(ctx, key);
+        self.queue_stdin(ctx, key);
     }
 
     /// The program's stdin has room again: its paused clients read on.
@@ -195,7 +197,8 @@ impl Programs {
         let Some(route) = self.children.get(&key).and_then(|c| c.route) else {
             return;
         };
-        let mut buf = [0u8; 16 * 1024];
+        // A pipe's whole capacity (64 KiB on Linux) in one read.
+        let mut buf = [0u8; 64 * 1024];
         let mut taken = 0;
         loop {
             if taken >= budget {
@@ -309,7 +312,7 @@ impl Programs {
 
 /// Carries out every whole line of `child.line` that the route's clients
 /// can take; a line past `max_line` is dropped (and said in the log).
-fn carry_out(ctx: &mut Ctx<'_, ()>, child: &mut Child, clients: &HashMap<u64, ConnId>) {
+fn carry_out(ctx: &mut Ctx<'_, ()>, child: &mut Child, clients: &IdMap<u64, ConnId>) {
     let max = child.program.max_line;
     let mut start = 0;
     while let Some(end) = child.line[start..].iter().position(|&b| b == b'\n') {
@@ -323,7 +326,11 @@ fn carry_out(ctx: &mut Ctx<'_, ()>, child: &mut Child, clients: &HashMap<u64, Co
             continue;
         }
         if line.len() > max {
-            warn!("{}: a line of {} bytes dropped (longer than {max})", child.label, line.len());
+            warn!(
+                "{}: a line of {} bytes dropped (longer than {max})",
+                child.label,
+                line.len()
+            );
             continue;
         }
         match protocol::parse(line) {
@@ -345,7 +352,7 @@ fn carry_out(ctx: &mut Ctx<'_, ()>, child: &mut Child, clients: &HashMap<u64, Co
 
 /// One command, for the route's clients only (an id that is not one of
 /// them, or is gone, is passed over).
-fn act(ctx: &mut Ctx<'_, ()>, command: Command<'_>, clients: &HashMap<u64, ConnId>) {
+fn act(ctx: &mut Ctx<'_, ()>, command: Command<'_>, clients: &IdMap<u64, ConnId>) {
     match command {
         Command::Send { id, payload } => {
             if let Some(&id) = clients.get(&id) {

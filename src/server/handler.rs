@@ -130,6 +130,16 @@ pub trait Handler {
         let _ = (ctx, source, event);
     }
 
+    /// Every event of this turn of the loop has been handled, every due
+    /// timer run and the clients' queues written (closing those that were
+    /// done): a handler that batches work per turn does it now (one write
+    /// to a pipe for many messages, one pipelined request to another
+    /// server). What it sends here is written before the turn ends.
+    /// Embedded, it runs in [`Server::tick`](crate::Server::tick).
+    fn on_turn_end(&mut self, ctx: &mut Ctx<'_, Self::Data>) {
+        let _ = ctx;
+    }
+
     /// Client `id` read everything that had queued up behind it (its send
     /// status was [`SendStatus::Queued`](crate::SendStatus::Queued), or the
     /// handler asked with [`Ctx::notify_drained`]): a handler that held

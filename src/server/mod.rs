@@ -338,6 +338,11 @@ impl<H: Handler> Server<H> {
             self.begin_shutdown();
         }
         self.flush_dirty();
+        // After the flush, which may have ended clients (their on_close),
+        // so that what those queued is done in this turn too; what the
+        // handler sends now is flushed now.
+        self.handler.on_turn_end(&mut Ctx::new(&mut self.core));
+        self.flush_dirty();
         if let Some(deadline) = self.shutdown_deadline {
             if self.core.clients.is_empty() || self.core.now >= deadline {
                 let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
