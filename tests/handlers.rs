@@ -504,3 +504,83 @@ fn shell_counter_greets_by_address_and_numbers_lines() {
     wait_children(&server, 0, "no shell left");
     stop(server);
 }
+
+/// The code blocks of `lang` in `doc` (a Markdown file of the repository),
+/// in order.
+fn code_blocks(doc: &str, lang: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + doc)
+        .expect("the document");
+    let fence = format!("```{lang}\n");
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(&fence) {
+        let body = &rest[at + fence.len()..];
+        let end = body.find("\n```").expect("a closed block");
+        out.push(body[..end + 1].to_owned());
+        rest = &body[end..];
+    }
+    out
+}
+
+/// Writes `code` to a file of its own for this test run.
+fn script_file(name: &str, code: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("wsloop-handlers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, code).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_readme_php_example_runs_as_written() {
+    if !peer("php", "php-cli") {
+        return;
+    }
+    let blocks = code_blocks("README.md", "php");
+    assert_eq!(blocks.len(), 1, "README.md has one PHP example");
+    let file = script_file("hello.php", &blocks[0]);
+    let server = Wsloop::start(&["--route", &format!("/hello=php '{file}'")]);
+    let mut c = RawClient::open_blocking(server.addr, "/hello");
+    assert_eq!(texts(&mut c, 1), ["hello from 127.0.0.1"]);
+    c.write_blocking(&text("hi there"));
+    assert_eq!(texts(&mut c, 1), ["you said: hi there"]);
+    drop(c);
+    wait_children(&server, 0, "php gone with its client");
+    stop(server);
+}
+
+#[test]
+fn the_protocol_pages_programs_run_as_written() {
+    // docs/programs-protocol.md ends with one whole program per language.
+    let doc = "docs/programs-protocol.md";
+    let mut programs = Vec::new();
+    if peer("php", "php-cli") {
+        let code = code_blocks(doc, "php").pop().expect("a PHP program");
+        programs.push(("php", script_file("echo.php", &code)));
+    }
+    if peer("python3", "python3") {
+        let code = code_blocks(doc, "python").pop().expect("a Python program");
+        programs.push(("python3", script_file("echo.py", &code)));
+    }
+    if peer("node", "nodejs") {
+        let code = code_blocks(doc, "js").pop().expect("a Node program");
+        programs.push(("node", script_file("echo.js", &code)));
+    }
+    for (interpreter, file) in programs {
+        let server = Wsloop::start(&[
+            "--shared-route",
+            &format!("/=/usr/bin/env {interpreter} '{file}'"),
+        ]);
+        let mut a = RawClient::open_blocking(server.addr, "/");
+        let mut b = RawClient::open_blocking(server.addr, "/");
+        assert_eq!(texts(&mut a, 1), ["hello"], "{interpreter}");
+        assert_eq!(texts(&mut b, 1), ["hello"], "{interpreter}");
+        a.write_blocking(&text("from a"));
+        b.write_blocking(&text("from b"));
+        assert_eq!(texts(&mut a, 1), ["from a"], "{interpreter}");
+        assert_eq!(texts(&mut b, 1), ["from b"], "{interpreter}");
+        wait_children(&server, 1, "one program for both");
+        drop((a, b));
+        stop(server);
+    }
+}

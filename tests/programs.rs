@@ -590,3 +590,55 @@ fn a_thousand_connections_come_and_go_while_programs_run() {
     let grown = server.rss_kib().saturating_sub(rss);
     assert!(grown < 16 * 1024, "server grew {grown} KiB");
 }
+
+/// `target/<profile>/examples/shared_echo` (plain `cargo test` builds it).
+fn shared_echo_example() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join("shared_echo");
+    if path.exists() {
+        return Some(path.to_string_lossy().into_owned());
+    }
+    let msg = format!(
+        "{} is missing: build it with `cargo build --example shared_echo` (plain `cargo test` does)",
+        path.display()
+    );
+    if std::env::var_os("WSLOOP_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+#[test]
+fn the_benchmarks_shared_echo_programs_echo_text_and_binary() {
+    let python = format!(
+        "python3 {}/examples/handlers/echo-shared.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut programs = vec![python];
+    programs.extend(shared_echo_example());
+    for program in programs {
+        let server = start(&["--shared-route", &format!("/={program}")]);
+        let mut a = RawClient::open_blocking(server.addr, "/");
+        let mut b = RawClient::open_blocking(server.addr, "/");
+        // A burst from both, answered in order to each.
+        for i in 0..100 {
+            a.write_blocking(&text(&format!("a{i} \"quoted\" é")));
+            b.write_blocking(&support::binary(&[i as u8, 0, 255]));
+        }
+        for i in 0..100 {
+            assert_eq!(
+                a.frame_blocking().text(),
+                format!("a{i} \"quoted\" é"),
+                "{program}"
+            );
+            let f = b.frame_blocking();
+            assert_eq!(
+                (f.opcode, f.payload),
+                (0x2, vec![i as u8, 0, 255]),
+                "{program}"
+            );
+        }
+        wait_children(&server, "one program", |c| c.len() == 1);
+    }
+}

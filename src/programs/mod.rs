@@ -1,5 +1,10 @@
-//! Any program as a WebSocket endpoint: websocketd's model, one process per
-//! connection, on the one loop (feature `programs`, Linux).
+//! Any program as a WebSocket endpoint, on the one loop (feature
+//! `programs`, Linux): websocketd's model, one process per connection
+//! ([`Program::new`]), and Resin's, one long-lived program for every client
+//! of a route speaking JSON lines ([`Program::shared`]; the protocol is
+//! docs/programs-protocol.md).
+//!
+//! A program per connection:
 //!
 //! ```text
 //! client ──text──► line + "\n" ──► program's stdin      (paused reading while stdin is full)
@@ -18,9 +23,21 @@
 //! use wsloop::programs::{Program, Programs};
 //! use wsloop::{Config, Server};
 //!
-//! let programs = Programs::new(vec![("/".into(), Program::new(["cat"]))]);
+//! let programs = Programs::new(vec![
+//!     ("/cat".into(), Program::new(["cat"])),
+//!     ("/chat".into(), Program::shared(["python3", "examples/handlers/chat-shared.py"])),
+//! ]);
 //! Server::bind("127.0.0.1:8080".parse().unwrap(), Config::default(), programs)?.run()?;
 //! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! A shared program's events and commands:
+//!
+//! ```text
+//! stdin  ◄── {"type":"open","id":1,"path":"/chat","query":"","headers":{..},"peer":".."}
+//!            {"type":"message","id":1,"text":"hi"}      {"type":"close","id":1,"code":1000,"reason":""}
+//! stdout ──► {"type":"send","id":1,"text":"hello"}      {"type":"broadcast","text":"to all"}
+//!            {"type":"close","id":1,"code":4000,"reason":"bye"}
 //! ```
 
 mod env;

@@ -99,6 +99,8 @@ struct Args {
     #[command(flatten)]
     deflate: DeflateArgs,
 
+    // Programs need Linux (pidfd); elsewhere the binary has no such flags.
+    #[cfg(target_os = "linux")]
     #[command(flatten)]
     programs: ProgramArgs,
 }
@@ -108,6 +110,7 @@ struct Args {
 /// message) and Resin's (one shared process per route speaking JSON lines,
 /// docs/programs-protocol.md). With a program the demo routes are not
 /// served.
+#[cfg(target_os = "linux")]
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Programs as handlers")]
 struct ProgramArgs {
@@ -161,6 +164,7 @@ struct ProgramArgs {
     command: Vec<std::ffi::OsString>,
 }
 
+#[cfg(target_os = "linux")]
 impl ProgramArgs {
     /// The program routes, or `None` when no program is given.
     fn routes(&self) -> Option<Vec<(String, wsloop::programs::Program)>> {
@@ -195,6 +199,7 @@ impl ProgramArgs {
 }
 
 /// `/PATH=COMMAND ARGS`: the path and the command's words.
+#[cfg(target_os = "linux")]
 fn parse_route(s: &str) -> Result<(String, Vec<String>), String> {
     let (path, command) = s
         .split_once('=')
@@ -539,26 +544,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = match args.programs.routes() {
-        Some(routes) => {
-            let banner: Vec<String> = routes
-                .iter()
-                .map(|(path, p)| {
-                    let shared = if p.shared { " (shared)" } else { "" };
-                    format!("{path} -> {:?}{shared}", p.argv)
-                })
-                .collect();
-            let banner = format!("programs: {}", banner.join(", "));
-            serve(
-                listener,
-                config,
-                match args.programs.max_forks {
-                    Some(n) => wsloop::programs::Programs::new(routes).with_max_forks(n as usize),
-                    None => wsloop::programs::Programs::new(routes),
-                },
-                banner,
-            )
-        }
+    #[cfg(target_os = "linux")]
+    let programs = args.programs.routes();
+    #[cfg(not(target_os = "linux"))]
+    let programs: Option<std::convert::Infallible> = None;
+    let served = match programs {
+        Some(routes) => serve_programs(listener, config, &args, routes),
         None => {
             let push = args.push_interval;
             let banner = format!("page: http://ADDR/, push waits {push} s");
@@ -573,6 +564,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves the programs `routes` instead of the demos.
+#[cfg(target_os = "linux")]
+fn serve_programs(
+    listener: TcpListener,
+    config: Config,
+    args: &Args,
+    routes: Vec<(String, wsloop::programs::Program)>,
+) -> std::io::Result<()> {
+    let banner: Vec<String> = routes
+        .iter()
+        .map(|(path, p)| {
+            let shared = if p.shared { " (shared)" } else { "" };
+            format!("{path} -> {:?}{shared}", p.argv)
+        })
+        .collect();
+    let banner = format!("programs: {}", banner.join(", "));
+    let programs = wsloop::programs::Programs::new(routes);
+    let programs = match args.programs.max_forks {
+        Some(n) => programs.with_max_forks(n as usize),
+        None => programs,
+    };
+    serve(listener, config, programs, banner)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn serve_programs(
+    _: TcpListener,
+    _: Config,
+    _: &Args,
+    never: std::convert::Infallible,
+) -> std::io::Result<()> {
+    match never {}
 }
 
 /// The host loop: signals and the server on one `Poll`, until a requested
