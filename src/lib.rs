@@ -83,6 +83,8 @@ mod id;
 pub mod programs;
 pub mod proto;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;

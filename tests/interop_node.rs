@@ -11,15 +11,13 @@ mod support;
 
 #[path = "support/interop.rs"]
 mod interop;
+#[path = "support/pki.rs"]
+mod pki;
 
 use std::process::Command;
 
-#[test]
-#[cfg_attr(
-    not(feature = "deflate"),
-    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
-)]
-fn node_ws_client_interoperates() {
+/// The peer, over ws:// or (`tls`) wss://.
+fn peer(tls: bool) -> interop::Peer {
     let missing = if !interop::runs("node", &["--version"]) {
         Some("node is missing".to_string())
     } else if !interop::root()
@@ -32,11 +30,33 @@ fn node_ws_client_interoperates() {
     };
     let mut command = Command::new("node");
     command.arg("tests/interop/node/client.mjs");
-    interop::run(interop::Peer {
+    interop::Peer {
         name: "node",
         missing,
         install: "(cd tests/interop/node && npm ci)",
         command,
         close: (4002, "bye from node"),
-    });
+        tls,
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "deflate"),
+    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
+)]
+fn node_ws_client_interoperates() {
+    interop::run(peer(false));
+}
+
+/// Every check again over wss://, the server's certificate signed by a CA
+/// made for the run.
+#[test]
+#[cfg(feature = "tls")]
+#[cfg_attr(
+    not(feature = "deflate"),
+    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
+)]
+fn node_ws_client_interoperates_over_wss() {
+    interop::run(peer(true));
 }

@@ -11,15 +11,13 @@ mod support;
 
 #[path = "support/interop.rs"]
 mod interop;
+#[path = "support/pki.rs"]
+mod pki;
 
 use std::process::Command;
 
-#[test]
-#[cfg_attr(
-    not(feature = "deflate"),
-    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
-)]
-fn python_websockets_client_interoperates() {
+/// The peer, over ws:// or (`tls`) wss://.
+fn peer(tls: bool) -> interop::Peer {
     let missing = if !interop::runs("python3", &["--version"]) {
         Some("python3 is missing".to_string())
     } else if !interop::runs("python3", &["-c", "import websockets.asyncio.client"]) {
@@ -29,11 +27,33 @@ fn python_websockets_client_interoperates() {
     };
     let mut command = Command::new("python3");
     command.arg("tests/interop/python/client.py");
-    interop::run(interop::Peer {
+    interop::Peer {
         name: "python",
         missing,
         install: "python3 -m pip install -r tests/interop/python/requirements.txt",
         command,
         close: (4001, "bye from python"),
-    });
+        tls,
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "deflate"),
+    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
+)]
+fn python_websockets_client_interoperates() {
+    interop::run(peer(false));
+}
+
+/// Every check again over wss://, the server's certificate signed by a CA
+/// made for the run.
+#[test]
+#[cfg(feature = "tls")]
+#[cfg_attr(
+    not(feature = "deflate"),
+    ignore = "the peer's checks expect permessage-deflate (feature `deflate`)"
+)]
+fn python_websockets_client_interoperates_over_wss() {
+    interop::run(peer(true));
 }

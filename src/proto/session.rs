@@ -221,14 +221,26 @@ impl Session {
     /// A session for a connection over the client limit: it answers `503`
     /// with `Retry-After`, then closes.
     pub fn refuse_busy(now: impl Into<Time>) -> Session {
-        let now = now.into().0;
+        Session::refusing(
+            now,
+            handshake::error_response(
+                503,
+                &[("Retry-After", "5")],
+                "server is at its connection limit",
+            ),
+        )
+    }
+
+    /// A session that answers whatever comes with `status` and `message`
+    /// (plain text), then closes: plain HTTP on a TLS port, say.
+    pub fn refuse_with(now: impl Into<Time>, status: u16, message: &str) -> Session {
+        Session::refusing(now, handshake::error_response(status, &[], message))
+    }
+
+    fn refusing(now: impl Into<Time>, answer: Vec<u8>) -> Session {
         let mut q = SendQueue::new();
-        q.push(&handshake::error_response(
-            503,
-            &[("Retry-After", "5")],
-            "server is at its connection limit",
-        ));
-        Session::with_state(State::Reject(q), now)
+        q.push(&answer);
+        Session::with_state(State::Reject(q), now.into().0)
     }
 
     fn with_state(state: State, since: Stamp) -> Session {

@@ -83,6 +83,36 @@ impl<H: Handler> Server<H> {
         } else {
             Session::new(now)
         };
-        self.core.insert(stream, session, H::Data::default());
+        let key = self.core.insert(stream, session, H::Data::default());
+        #[cfg(feature = "tls")]
+        if let Some(config) = self.core.tls_config.clone() {
+            self.start_tls(key, config, peer);
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = key;
+    }
+
+    /// Puts rustls between `key`'s socket and its session.
+    #[cfg(feature = "tls")]
+    fn start_tls(
+        &mut self,
+        key: usize,
+        config: std::sync::Arc<rustls::ServerConfig>,
+        peer: SocketAddr,
+    ) {
+        match super::tls::Tls::new(config) {
+            Ok(tls) => {
+                let core = &mut self.core;
+                if core.tls.len() <= key {
+                    core.tls.resize_with(key + 1, || None);
+                }
+                core.tls[key] = Some(Box::new(tls));
+                core.clients[key].set(super::core::TLS, true);
+            }
+            Err(e) => {
+                warn!("{peer}: TLS cannot start: {e}");
+                self.remove(key);
+            }
+        }
     }
 }

@@ -43,6 +43,9 @@ pub(super) const ANSWERING: u8 = 32;
 /// The handler asked for `on_drain` once its queue is empty
 /// (`Ctx::notify_drained`), whether or not the socket ever fell behind.
 pub(super) const DRAIN_WANTED: u8 = 64;
+/// Its bytes go through rustls (`Core::tls[key]`).
+#[cfg(feature = "tls")]
+pub(super) const TLS: u8 = 128;
 
 /// One accepted TCP connection: its socket, its session, the handler's data
 /// and the loop's bookkeeping.
@@ -90,6 +93,13 @@ pub(crate) struct Core<D> {
     /// The client whose `on_close` is running: its data and socket stay
     /// reachable (the address can be asked) until it returns.
     pub(super) departing: Option<(ConnId, TcpStream, D)>,
+    /// TLS clients' rustls state, by slab key (empty without TLS, so a
+    /// plain client pays nothing for it).
+    #[cfg(feature = "tls")]
+    pub(super) tls: Vec<Option<Box<super::tls::Tls>>>,
+    /// What new connections get, when the server speaks TLS.
+    #[cfg(feature = "tls")]
+    pub(super) tls_config: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl<D> Client<D> {
@@ -133,6 +143,10 @@ impl<D> Core<D> {
             deflate_memory: 0,
             deflate_declined: 0,
             departing: None,
+            #[cfg(feature = "tls")]
+            tls: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls_config: None,
         }
     }
 
@@ -217,14 +231,33 @@ impl<D> Core<D> {
             config,
             now_stamp,
             dirty,
+            #[cfg(feature = "tls")]
+            tls,
             ..
         } = self;
         let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
             return SendStatus::Refused;
         };
+        let now = Time(*now_stamp);
+        // A large message may be written at once (write-through): through
+        // rustls for a TLS client.
+        #[cfg(feature = "tls")]
+        let sent = match tls.get_mut(id.key()) {
+            Some(Some(t)) if c.is(TLS) => {
+                let mut out = super::tls::TlsSocket {
+                    conn: &mut t.conn,
+                    stream: &c.stream,
+                };
+                c.session.send_checked(now, config, msg, &mut out)
+            }
+            _ => c
+                .session
+                .send_checked(now, config, msg, &mut Socket(&c.stream)),
+        };
+        #[cfg(not(feature = "tls"))]
         let sent = c
             .session
-            .send_checked(Time(*now_stamp), config, msg, &mut Socket(&c.stream));
+            .send_checked(now, config, msg, &mut Socket(&c.stream));
         match sent {
             Sent::Status(status) => {
                 if !c.is(DIRTY) && c.session.has_pending() {
@@ -433,6 +466,16 @@ impl<D> Core<D> {
         c.set(PAUSED, true);
         let _ = self.update_interest(id.key());
         true
+    }
+
+    /// Puts `key` on the dirty list (flushed when the iteration ends).
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        if let Some(c) = self.clients.get_mut(key) {
+            if !c.is(DIRTY) {
+                c.set(DIRTY, true);
+                self.dirty.push(key);
+            }
+        }
     }
 
     pub(crate) fn notify_drained(&mut self, id: ConnId) -> bool {

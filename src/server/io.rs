@@ -2,7 +2,7 @@
 //! read go to the client's session through the loop's one scratch buffer;
 //! bytes leave through [`Session::transmit`](crate::proto::Session::transmit)
 //! into a [`Socket`]. (Plain TCP today; TLS plugs in here, between the
-//! socket and the session.)
+//! socket and the session: `tls.rs`.)
 //!
 //! ```text
 //! readable ──► read into scratch (until drained, or READS_PER_TURN) ──► Server::on_bytes ──► Session::read
@@ -15,6 +15,8 @@ use std::net::Shutdown;
 use log::{debug, warn};
 use mio::net::TcpStream;
 
+#[cfg(feature = "tls")]
+use super::core::TLS;
 use super::core::{DIRTY, DRAIN_WANTED, PAUSED, WANT_WRITE};
 use super::Handler;
 use super::{Ctx, Server};
@@ -74,6 +76,10 @@ impl<H: Handler> Server<H> {
     /// over). A short read means the socket is drained; new data raises a
     /// new edge, except a FIN that arrived with this event (`read_closed`).
     pub(super) fn read_ready(&mut self, key: usize, read_closed: bool) {
+        #[cfg(feature = "tls")]
+        if self.core.clients.get(key).is_some_and(|c| c.is(TLS)) {
+            return self.read_tls(key);
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut turn_over = true;
         for _ in 0..READS_PER_TURN {
@@ -127,7 +133,7 @@ impl<H: Handler> Server<H> {
     /// The peer shut its sending side. It may still read: give it what it
     /// is owed (a reply, the close echo) before closing; the session says
     /// when it is over.
-    fn on_eof(&mut self, key: usize) {
+    pub(super) fn on_eof(&mut self, key: usize) {
         self.flush(key);
         let now = self.core.time();
         let Some(c) = self.core.clients.get_mut(key) else {
@@ -149,10 +155,20 @@ impl<H: Handler> Server<H> {
     /// Transmits what `key` has queued, adjusts its interest, and shuts or
     /// ends it as its session says.
     pub(super) fn flush(&mut self, key: usize) {
-        let Some(client) = self.core.clients.get_mut(key) else {
+        let core = &mut self.core;
+        let Some(client) = core.clients.get_mut(key) else {
             return;
         };
-        let flow = match client.session.transmit(&mut Socket(&client.stream)) {
+        #[cfg(feature = "tls")]
+        let transmitted = match core.tls.get_mut(key) {
+            Some(Some(tls)) if client.is(TLS) => {
+                super::tls::transmit(&mut client.session, tls, &client.stream)
+            }
+            _ => client.session.transmit(&mut Socket(&client.stream)),
+        };
+        #[cfg(not(feature = "tls"))]
+        let transmitted = client.session.transmit(&mut Socket(&client.stream));
+        let flow = match transmitted {
             Ok(flow) => flow,
             Err(e) => {
                 debug!("{}: write error: {e}", Peer(&client.stream));

@@ -28,6 +28,8 @@ mod io;
 mod source;
 mod stats;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 mod tokens;
 
 use std::io as stdio;
@@ -491,6 +493,16 @@ impl<H: Handler> Server<H> {
         }
     }
 
+    /// Speaks TLS (wss://) from now on: every connection accepted after
+    /// this call goes through rustls with `config`; connections already
+    /// open carry on with what they had. Calling it again is how
+    /// certificates are reloaded ([`tls::from_pem_files`](crate::tls::from_pem_files)
+    /// builds a configuration from PEM files).
+    #[cfg(feature = "tls")]
+    pub fn set_tls(&mut self, config: std::sync::Arc<rustls::ServerConfig>) {
+        self.core.tls_config = Some(config);
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -583,6 +595,14 @@ impl<H: Handler> Server<H> {
         let Some(client) = self.core.clients.try_remove(key) else {
             return;
         };
+        #[cfg(feature = "tls")]
+        if client.is(core::TLS) {
+            if let Some(mut tls) = self.core.tls.get_mut(key).and_then(Option::take) {
+                // A last close_notify, best-effort: the socket closes now.
+                tls.conn.send_close_notify();
+                let _ = tls.conn.write_tls(&mut &client.stream);
+            }
+        }
         // No epoll_ctl(DEL): closing the socket (when `client.stream` is
         // dropped below) removes it from the epoll set, one syscall fewer
         // per connection.

@@ -192,6 +192,8 @@ pub struct Peer {
     pub command: Command,
     /// The code and reason of the peer's own close (the `client-close` check).
     pub close: (u16, &'static str),
+    /// Over wss:// (a test CA in `WSLOOP_TEST_CA`) instead of ws://.
+    pub tls: bool,
 }
 
 /// Whether `program args..` runs and exits 0 (quietly).
@@ -238,13 +240,22 @@ pub fn run(mut peer: Peer) {
         return missing_peer(&peer, &what);
     }
     let seen = Arc::new(Mutex::new(Observed::default()));
-    let mut server = Running::start(
-        Config::default(),
-        Interop {
-            seen: Arc::clone(&seen),
-        },
-    );
-    let url = format!("ws://{}", server.addr);
+    let handler = Interop {
+        seen: Arc::clone(&seen),
+    };
+    let ca = peer.tls.then(|| crate::pki::TestCa::new(peer.name));
+    let mut server = match &ca {
+        #[cfg(feature = "tls")]
+        Some(ca) => Running::start_tls(Config::default(), handler, ca.server_config()),
+        _ => Running::start(Config::default(), handler),
+    };
+    let url = match &ca {
+        Some(ca) => {
+            peer.command.env("WSLOOP_TEST_CA", ca.ca_pem());
+            format!("wss://localhost:{}", server.addr.port())
+        }
+        None => format!("ws://{}", server.addr),
+    };
     let done = run_with_deadline(
         peer.command
             .arg(&url)

@@ -245,9 +245,29 @@ pub struct Running {
 impl Running {
     /// Builds the server inside a new thread (a `Server` is not `Send`).
     pub fn start<H: Handler + Send + 'static>(config: Config, handler: H) -> Running {
+        Running::start_with(config, handler, |_| ())
+    }
+
+    /// The same over TLS with `tls`.
+    #[cfg(feature = "tls")]
+    #[allow(dead_code)] // the interop tests' wss runs use it
+    pub fn start_tls<H: Handler + Send + 'static>(
+        config: Config,
+        handler: H,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Running {
+        Running::start_with(config, handler, move |server| server.set_tls(tls))
+    }
+
+    fn start_with<H, F>(config: Config, handler: H, setup: F) -> Running
+    where
+        H: Handler + Send + 'static,
+        F: FnOnce(&mut Server<H>) + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut server = Server::bind(localhost(), config, handler)?;
+            setup(&mut server);
             tx.send((server.local_addr(), server.shutdown_handle()))
                 .unwrap();
             server.run()

@@ -71,7 +71,11 @@ impl Wsloop {
         std::thread::spawn(move || {
             // Drains to the end so the server never blocks on a full pipe.
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ws://").nth(1) {
+                let listening = line
+                    .split("listening on ws://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on wss://").nth(1));
+                if let Some(rest) = listening {
                     let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                     let _ = tx.send(addr);
                 }

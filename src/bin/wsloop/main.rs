@@ -24,7 +24,7 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use log::{debug, error, info, warn, LevelFilter};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use wsloop::{Config, Handler, Server};
 
@@ -76,6 +76,11 @@ struct Args {
           value_parser = parse_idle)]
     idle_timeout: Idle,
 
+    /// How long a new connection may take to complete its upgrade (TLS
+    /// handshake included) before it is closed
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    handshake_timeout: Duration,
+
     /// Allow WebSocket connections only from this Origin (repeatable; others
     /// get HTTP 403) [default: any origin]
     #[arg(long, value_name = "ORIGIN", action = clap::ArgAction::Append)]
@@ -99,10 +104,38 @@ struct Args {
     #[command(flatten)]
     deflate: DeflateArgs,
 
+    #[command(flatten)]
+    tls: TlsArgs,
+
     // Programs need Linux (pidfd); elsewhere the binary has no such flags.
     #[cfg(target_os = "linux")]
     #[command(flatten)]
     programs: ProgramArgs,
+}
+
+/// wss:// and https:// on the same port, with rustls.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "TLS (wss://)")]
+struct TlsArgs {
+    /// Serve https:// and wss:// with this PEM certificate chain (leaf
+    /// first); SIGHUP reloads it and the key (new connections get the new
+    /// pair, open ones carry on; a bad pair is logged and the old one kept)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// The configuration the files make now, if TLS was asked for.
+    fn load(
+        &self,
+    ) -> Option<Result<std::sync::Arc<wsloop::tls::ServerConfig>, wsloop::tls::TlsError>> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        Some(wsloop::tls::from_pem_files(cert, key))
+    }
 }
 
 /// Programs as handlers: websocketd's model (one process per connection,
@@ -401,6 +434,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(t).map_err(|e| bad(&e))
 }
 
+/// A duration as [`parse_duration`] reads it, longer than zero.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
 /// `65536`, `64KiB`, `16MiB`, `1GiB`, `1.5 MiB`, at least one byte. K, M, G
 /// and T with or without `B` or `iB`, in any case, all mean powers of 1024.
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -434,6 +476,7 @@ impl Args {
         // An echoed maximal message must fit in the client's send queue.
         config.max_send_queue = config.max_send_queue.max(self.max_message_size + 64);
         config.idle_timeout = self.idle_timeout.0;
+        config.handshake_timeout = self.handshake_timeout;
         config.allowed_origins = self.allow_origin.clone();
         #[cfg(feature = "deflate")]
         self.deflate.apply(&mut config.deflate);
@@ -553,7 +596,7 @@ fn main() -> ExitCode {
         None => {
             let push = args.push_interval;
             let banner = format!("page: http://ADDR/, push waits {push} s");
-            serve(listener, config, App::new(push), banner)
+            serve(listener, config, &args.tls, App::new(push), banner)
         }
     };
     match served {
@@ -587,7 +630,7 @@ fn serve_programs(
         Some(n) => programs.with_max_forks(n as usize),
         None => programs,
     };
-    serve(listener, config, programs, banner)
+    serve(listener, config, &args.tls, programs, banner)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -605,20 +648,32 @@ fn serve_programs(
 fn serve<H: Handler>(
     listener: TcpListener,
     config: Config,
+    tls: &TlsArgs,
     handler: H,
     banner: String,
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let compression = compression(&config);
     let mut server = Server::embed(poll.registry(), SERVER_TOKENS, listener, config, handler)?;
+    let scheme = match tls.load() {
+        Some(Ok(tls_config)) => {
+            server.set_tls(tls_config);
+            "wss"
+        }
+        Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
+        None => "ws",
+    };
     let addr = server.local_addr();
-    info!(
-        "listening on ws://{addr} ({})",
-        banner.replace("ADDR", &addr.to_string())
-    );
+    let banner = banner.replace("ADDR", &addr.to_string());
+    let banner = if scheme == "wss" {
+        banner.replace("http://", "https://")
+    } else {
+        banner
+    };
+    info!("listening on {scheme}://{addr} ({banner})");
     info!("{compression}");
 
     let stop = server.shutdown_handle();
@@ -635,6 +690,19 @@ fn serve<H: Handler>(
         for event in events.iter() {
             if event.token() == SIGNALS {
                 for signal in signals.pending() {
+                    if signal == SIGHUP {
+                        match tls.load() {
+                            Some(Ok(tls_config)) => {
+                                server.set_tls(tls_config);
+                                info!("SIGHUP: certificate and key reloaded; new connections get them");
+                            }
+                            Some(Err(e)) => {
+                                warn!("SIGHUP: {e}; keeping the certificate in use");
+                            }
+                            None => info!("SIGHUP: no certificate to reload (no --tls-cert)"),
+                        }
+                        continue;
+                    }
                     let name = if signal == SIGINT {
                         "SIGINT"
                     } else {

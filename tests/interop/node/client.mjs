@@ -17,6 +17,7 @@
 // (perMessageDeflate: false).
 
 import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 import WebSocket from "ws";
 
 const base = process.argv[2]?.replace(/\/$/, "");
@@ -90,6 +91,8 @@ class Client {
       maxPayload: MAX_PAYLOAD,
       handshakeTimeout: STEP,
       perMessageDeflate,
+      // Over wss:// the only root trusted is the CA made for the test run.
+      ...(base.startsWith("wss://") ? { ca: readFileSync(process.env.WSLOOP_TEST_CA) } : {}),
     });
     this.ws.on("upgrade", (res) => {
       this.agreed = res.headers["sec-websocket-extensions"];
