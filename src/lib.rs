@@ -30,6 +30,7 @@
 //! | [`proto`] | the sans-I/O layers, for people who bring their own I/O: [`proto::Session`] (one client's whole life), [`proto::Connection`] (the frame layer), handshake, frames, permessage-deflate |
 //! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
 //! | [`SourceId`], [`Stats`] | other event sources in the loop's `Poll` ([`Ctx::register`], [`Handler::on_source`]); the server's counters |
+//! | `tls` | wss:// with rustls: `Server::set_tls`, certificates from PEM files (feature `tls`) |
 //! | `programs` | any program as the handler: websocketd's model (a process per connection) and Resin's (one shared program per route, JSON lines) (feature `programs`, Linux) |
 //!
 //! Data flows one way:

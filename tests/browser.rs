@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/wsloop_bin.rs"]
@@ -58,6 +60,20 @@ fn target_dir() -> PathBuf {
 
 #[test]
 fn page_works_in_headless_chromium() {
+    scenario(None);
+}
+
+/// The same page and scenario over https:// and wss://, with a certificate
+/// made for the run that Chromium trusts by its key.
+#[test]
+#[cfg(feature = "tls")]
+fn page_works_in_headless_chromium_over_https() {
+    let ca = pki::TestCa::new("browser");
+    ca.issue();
+    scenario(Some(&ca));
+}
+
+fn scenario(tls: Option<&pki::TestCa>) {
     let chromium = std::env::var("WSLOOP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
         return missing_peer(&format!("{chromium} is missing"));
@@ -79,26 +95,40 @@ fn page_works_in_headless_chromium() {
         return missing_peer("playwright-core is not installed in tests/browser (npm ci)");
     }
 
-    let server = Wsloop::start(&["--push-interval", "2-3"]);
+    let mut args = vec!["--push-interval".to_owned(), "2-3".to_owned()];
+    if let Some(ca) = tls {
+        args.push("--tls-cert".into());
+        args.push(ca.cert().to_string_lossy().into_owned());
+        args.push("--tls-key".into());
+        args.push(ca.key().to_string_lossy().into_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Wsloop::start(&args);
     let addr = server.addr;
     let target = target_dir();
     std::fs::create_dir_all(&target).expect("target dir");
-    let shot = target.join("browser-screenshot.png");
-    let phone = target.join("browser-screenshot-phone.png");
+    let suffix = if tls.is_some() { "-https" } else { "" };
+    let shot = target.join(format!("browser-screenshot{suffix}.png"));
+    let phone = target.join(format!("browser-screenshot{suffix}-phone.png"));
     let _ = std::fs::remove_file(&shot);
     let _ = std::fs::remove_file(&phone);
 
-    let driver = run_with_deadline(
-        Command::new("node")
-            .arg(driver_dir.join("drive.mjs"))
-            .arg(format!("http://{addr}/"))
-            .arg(&shot)
-            .arg(&phone)
-            .env("WSLOOP_CHROMIUM", &chromium)
-            .env("WSLOOP_DEFLATE", if DEFLATE { "1" } else { "0" })
-            .stdin(Stdio::null()),
-        Duration::from_secs(180),
-    );
+    let mut command = Command::new("node");
+    command
+        .arg(driver_dir.join("drive.mjs"))
+        .arg(match tls {
+            Some(_) => format!("https://localhost:{}/", addr.port()),
+            None => format!("http://{addr}/"),
+        })
+        .arg(&shot)
+        .arg(&phone)
+        .env("WSLOOP_CHROMIUM", &chromium)
+        .env("WSLOOP_DEFLATE", if DEFLATE { "1" } else { "0" })
+        .stdin(Stdio::null());
+    if let Some(ca) = tls {
+        command.env("WSLOOP_TLS_CERT", ca.cert());
+    }
+    let driver = run_with_deadline(&mut command, Duration::from_secs(180));
     let (status, out, err) = (driver.status, driver.stdout, driver.stderr);
     eprintln!("--- drive.mjs stdout ---\n{out}--- drive.mjs stderr ---\n{err}");
     let status = status.expect("the browser scenario took longer than 180 s");

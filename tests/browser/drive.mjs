@@ -6,7 +6,8 @@
 // Every step waits with a bound; the first failure prints what the log held,
 // saves `<screenshot>-failure.png` and exits 1.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -22,6 +23,16 @@ const executablePath = process.env.WSLOOP_CHROMIUM || "/usr/bin/chromium";
 const deflate = process.env.WSLOOP_DEFLATE !== "0";
 const STEP = 10_000; // ms per wait
 
+// Over https (WSLOOP_TLS_CERT names the server's PEM certificate, made for
+// the run): Chromium trusts exactly that key, by the SHA-256 of its SPKI.
+const trust = [];
+if (process.env.WSLOOP_TLS_CERT) {
+  const cert = new X509Certificate(readFileSync(process.env.WSLOOP_TLS_CERT));
+  const spki = cert.publicKey.export({ type: "spki", format: "der" });
+  const pin = createHash("sha256").update(spki).digest("base64");
+  trust.push(`--ignore-certificate-errors-spki-list=${pin}`);
+}
+
 const profile = mkdtempSync(join(tmpdir(), "wsloop-chromium-"));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath,
@@ -36,6 +47,7 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    ...trust,
   ],
 });
 
