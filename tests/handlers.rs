@@ -60,36 +60,11 @@ fn route(path: &str, interpreter: &str, file: &str) -> String {
     format!("{path}={interpreter} '{DIR}/{file}'")
 }
 
-/// The server's children, as (pid, state) from `/proc`.
-fn children(server: &Wsloop) -> Vec<(u32, char)> {
-    let me = server.pid();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == me {
-            out.push((pid, state));
-        }
-    }
-    out
-}
-
 /// Waits up to 5 s until the server has exactly `n` children.
 fn wait_children(server: &Wsloop, n: usize, what: &str) {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = children(server);
+        let now = server.children();
         if now.len() == n {
             return;
         }
@@ -104,7 +79,7 @@ fn wait_children(server: &Wsloop, n: usize, what: &str) {
 /// Stops the server with SIGTERM (clients should be gone): it must exit
 /// cleanly within 5 s, and every child it had must be gone with it.
 fn stop(mut server: Wsloop) {
-    let kids = children(&server);
+    let kids = server.children();
     let pid = server.pid().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status();
     assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");

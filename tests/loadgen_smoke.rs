@@ -8,7 +8,6 @@
 //! (`cargo test --test loadgen_smoke`) it may be missing: then the test says
 //! so and passes, unless `WSLOOP_REQUIRE_PEERS=1`.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -36,31 +35,9 @@ mod procfs;
 use process::run_with_deadline;
 use wsloop_bin::Wsloop;
 
-/// `target/<profile>/examples/loadgen`, next to this test's `deps/`.
-fn loadgen() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let path = profile_dir
-        .join("examples")
-        .join(format!("loadgen{}", std::env::consts::EXE_SUFFIX));
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{} is missing: build it with `cargo build --example loadgen` \
-         (plain `cargo test` does)",
-        path.display()
-    );
-    if std::env::var_os("WSLOOP_REQUIRE_PEERS").is_some_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
 /// Runs the load generator against a fresh server; returns its JSON line.
 fn run(mode: &str, path: &str, args: &[&str]) -> Option<String> {
-    let loadgen = loadgen()?;
+    let loadgen = wsloop_bin::example("loadgen")?;
     let server = Wsloop::start(&["--max-clients", "2000"]);
     let addr = server.addr;
     let pid = server.pid().to_string();

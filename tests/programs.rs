@@ -19,35 +19,10 @@ fn start(args: &[&str]) -> Wsloop {
     Wsloop::start(&all)
 }
 
-/// The server's children, as (pid, state) from `/proc`.
-fn children(server: &Wsloop) -> Vec<(u32, char)> {
-    let me = server.pid();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == me {
-            out.push((pid, state));
-        }
-    }
-    out
-}
-
 fn wait_children(server: &Wsloop, what: &str, cond: impl Fn(&[(u32, char)]) -> bool) {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = children(server);
+        let now = server.children();
         if cond(&now) {
             return;
         }
@@ -591,24 +566,6 @@ fn a_thousand_connections_come_and_go_while_programs_run() {
     assert!(grown < 16 * 1024, "server grew {grown} KiB");
 }
 
-/// `target/<profile>/examples/shared_echo` (plain `cargo test` builds it).
-fn shared_echo_example() -> Option<String> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join("shared_echo");
-    if path.exists() {
-        return Some(path.to_string_lossy().into_owned());
-    }
-    let msg = format!(
-        "{} is missing: build it with `cargo build --example shared_echo` (plain `cargo test` does)",
-        path.display()
-    );
-    if std::env::var_os("WSLOOP_REQUIRE_PEERS").is_some_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
 #[test]
 fn the_benchmarks_shared_echo_programs_echo_text_and_binary() {
     let python = format!(
@@ -616,7 +573,7 @@ fn the_benchmarks_shared_echo_programs_echo_text_and_binary() {
         env!("CARGO_MANIFEST_DIR")
     );
     let mut programs = vec![python];
-    programs.extend(shared_echo_example());
+    programs.extend(wsloop_bin::example("shared_echo").map(|p| p.to_string_lossy().into_owned()));
     for program in programs {
         let server = start(&["--shared-route", &format!("/={program}")]);
         let mut a = RawClient::open_blocking(server.addr, "/");

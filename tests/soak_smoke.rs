@@ -16,7 +16,6 @@ mod process;
 #[path = "support/wsloop_bin.rs"]
 mod wsloop_bin;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,30 +25,11 @@ use wsloop_bin::Wsloop;
 const CLIENTS: usize = 200;
 const SECONDS: u64 = 20;
 
-/// `target/<profile>/examples/soak`, next to this test's `deps/`.
-fn soak() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let path = profile_dir
-        .join("examples")
-        .join(format!("soak{}", std::env::consts::EXE_SUFFIX));
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{} is missing: build it with `cargo build --example soak` (plain `cargo test` does)",
-        path.display()
-    );
-    if std::env::var_os("WSLOOP_REQUIRE_PEERS").is_some_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
 #[test]
 fn soak_200_clients_20_seconds_nothing_lost() {
-    let Some(soak) = soak() else { return };
+    let Some(soak) = wsloop_bin::example("soak") else {
+        return;
+    };
     // Default limits (16 MiB messages and queues, 10,000 clients): the
     // soak checks delivery, not the limits.
     let server = Wsloop::start(&["--idle-timeout", "off"]);
