@@ -11,6 +11,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/wsloop_bin.rs"]
@@ -37,14 +39,34 @@ use wsloop_bin::Wsloop;
 
 /// Runs the load generator against a fresh server; returns its JSON line.
 fn run(mode: &str, path: &str, args: &[&str]) -> Option<String> {
+    run_over(None, mode, path, args)
+}
+
+/// `run`, over wss:// when a test CA is given (the server gets its leaf).
+fn run_over(tls: Option<&pki::TestCa>, mode: &str, path: &str, args: &[&str]) -> Option<String> {
     let loadgen = wsloop_bin::example("loadgen")?;
-    let server = Wsloop::start(&["--max-clients", "2000"]);
+    let mut flags = vec!["--max-clients".to_owned(), "2000".to_owned()];
+    if let Some(ca) = tls {
+        ca.issue();
+        for (flag, file) in [("--tls-cert", ca.cert()), ("--tls-key", ca.key())] {
+            flags.push(flag.to_owned());
+            flags.push(file.to_string_lossy().into_owned());
+        }
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Wsloop::start(&flags);
     let addr = server.addr;
     let pid = server.pid().to_string();
-    let url = format!("ws://{addr}{path}");
+    let url = match tls {
+        Some(_) => format!("wss://localhost:{}{path}", addr.port()),
+        None => format!("ws://{addr}{path}"),
+    };
     let mut cmd = Command::new(loadgen);
     cmd.args([mode, "--url", &url, "--server-pid", &pid, "-q"])
         .args(args);
+    if let Some(ca) = tls {
+        cmd.arg("--tls-ca").arg(ca.ca_pem());
+    }
     let done = run_with_deadline(&mut cmd, Duration::from_secs(60));
     let status = done.status.expect("loadgen finished within 60 s");
     assert!(
@@ -169,5 +191,30 @@ fn broadcast_to_chat() {
     let args = ["-c", "20", "-t", "1", "-w", "0.2"];
     if let Some(json) = run("broadcast", "/chat", &args) {
         assert!(count(&json) > 0, "{json}");
+    }
+}
+
+/// Every mode the TLS benchmark uses, over wss:// (a CA made for the run).
+#[test]
+#[cfg(feature = "tls")]
+fn over_wss() {
+    let ca = pki::TestCa::new("loadgen");
+    let echo = ["-c", "8", "-d", "4", "-s", "1KiB", "-t", "1", "-w", "0.3"];
+    if let Some(json) = run_over(Some(&ca), "echo", "/echo", &echo) {
+        assert!(count(&json) > 0, "{json}");
+    }
+    let big = [
+        "-c", "2", "-s", "70000", "--binary", "-t", "0.5", "-w", "0.2",
+    ];
+    if let Some(json) = run_over(Some(&ca), "echo", "/echo", &big) {
+        assert!(count(&json) > 0, "{json}");
+    }
+    let handshakes = ["-c", "4", "-t", "1", "-w", "0.2"];
+    if let Some(json) = run_over(Some(&ca), "handshake", "/echo", &handshakes) {
+        assert!(count(&json) > 0, "{json}");
+    }
+    let idle = ["-c", "100", "-t", "0.5", "-w", "0.2"];
+    if let Some(json) = run_over(Some(&ca), "idle", "/echo", &idle) {
+        assert!(!json.contains("\"rss_per_conn_bytes\":null"), "{json}");
     }
 }

@@ -21,7 +21,7 @@ taskset). Modes:
              receiver has it; counts deliveries
 
 Flags:
-  --url URL            ws://HOST:PORT/PATH [default ws://127.0.0.1:8080/echo,
+  --url URL            ws://HOST:PORT/PATH or wss://... [default ws://127.0.0.1:8080/echo,
                        broadcast: ws://127.0.0.1:8080/chat]
   -c, --connections N  connections (handshake: slots, broadcast: receivers)
                        [default echo 100, idle 1000, handshake 16, broadcast 100]
@@ -52,6 +52,12 @@ Flags:
                        [default 1]
   -t, --duration SECS  measured window (idle: the hold) [default 10, idle 5]
   -w, --warmup SECS    warm-up before the window (idle: settle) [default 2, idle 1]
+      --tls-ca FILE    wss:// URLs: the PEM CA (or self-signed certificate)
+                       to trust; TLS with rustls (aws-lc-rs), TLS 1.3 or
+                       1.2 as the server picks, ALPN http/1.1, every
+                       handshake a full one
+      --tls-resume     wss://: resume TLS sessions (tickets) after the
+                       first connection
       --server-pid PID read the server's CPU time and memory from /proc/PID
                        (CPU: the server's and its children's, reaped or
                        running; idle also reports the PSS of the server
@@ -84,10 +90,14 @@ impl fmt::Display for Mode {
     }
 }
 
-/// A `ws://` URL, resolved.
+/// A `ws://` or `wss://` URL, resolved.
 #[derive(Debug, Clone)]
 pub struct Url {
     pub text: String,
+    /// `wss://`: TLS (trusting `--tls-ca`).
+    pub tls: bool,
+    /// The host without its port: the TLS server name.
+    pub name: String,
     pub addr: SocketAddr,
     /// The `Host` header: the URL's authority.
     pub host: String,
@@ -97,9 +107,11 @@ pub struct Url {
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let rest = s
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{s:?}: only ws:// URLs are supported"))?;
+        let (rest, tls) = match (s.strip_prefix("ws://"), s.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(format!("{s:?}: only ws:// and wss:// URLs are supported")),
+        };
         let (host, target) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -108,11 +120,20 @@ impl Url {
         if host.is_empty() {
             return Err(format!("{s:?}: no host"));
         }
-        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+        let with_port = if has_port {
             host.to_owned()
         } else {
-            format!("{host}:80")
+            format!("{host}:{}", if tls { 443 } else { 80 })
         };
+        let name = match host.rsplit_once(':') {
+            Some((name, _)) if has_port => name,
+            _ => host,
+        };
+        let name = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("{s:?}: {e}"))?
@@ -120,6 +141,8 @@ impl Url {
             .ok_or_else(|| format!("{s:?}: host has no address"))?;
         Ok(Url {
             text: s.to_owned(),
+            tls,
+            name,
             addr,
             host: host.to_owned(),
             target,
@@ -157,6 +180,10 @@ pub struct Opts {
     pub duration: Duration,
     pub warmup: Duration,
     pub server_pid: Option<u32>,
+    /// wss://: the PEM CA (or self-signed certificate) to trust.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// wss://: resume sessions instead of a full handshake each time.
+    pub tls_resume: bool,
     pub connect_burst: usize,
     pub setup_timeout: Duration,
     pub quiet: bool,
@@ -214,6 +241,8 @@ impl Opts {
         let mut opts_binary = false;
         let (mut payload, mut deflate, mut messages) = (None, false, 1);
         let mut server_pid = None;
+        let mut tls_ca = None;
+        let mut tls_resume = false;
         let mut connect_burst = 256;
         let mut setup_timeout = Duration::from_secs(60);
         let mut quiet = false;
@@ -247,6 +276,8 @@ impl Opts {
                 "-t" | "--duration" => duration = Some(parse_secs(&value()?)?),
                 "-w" | "--warmup" => warmup = Some(parse_secs(&value()?)?),
                 "--server-pid" => server_pid = Some(number(flag, &value()?)?),
+                "--tls-ca" => tls_ca = Some(std::path::PathBuf::from(value()?)),
+                "--tls-resume" => tls_resume = true,
                 "--connect-burst" => connect_burst = number(flag, &value()?)?,
                 "--setup-timeout" => setup_timeout = parse_secs(&value()?)?,
                 "-q" | "--quiet" => quiet = true,
@@ -291,6 +322,8 @@ impl Opts {
             })),
             warmup: warmup.unwrap_or(Duration::from_secs(if mode == Mode::Idle { 1 } else { 2 })),
             server_pid,
+            tls_ca,
+            tls_resume,
             connect_burst: connect_burst.max(1),
             setup_timeout,
             quiet,
@@ -328,7 +361,13 @@ mod tests {
         let u = Url::parse("ws://127.0.0.1:9001").unwrap();
         assert_eq!(u.target, "/");
         assert_eq!(u.with_query("name=s"), "/?name=s");
-        assert!(Url::parse("wss://x/").is_err());
+        assert!(!u.tls);
+        let u = Url::parse("wss://localhost:8443/echo").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.name.as_str(), u.addr.port()), ("localhost", 8443));
+        let u = Url::parse("wss://127.0.0.1/").unwrap();
+        assert_eq!((u.name.as_str(), u.addr.port()), ("127.0.0.1", 443));
+        assert!(Url::parse("http://x/").is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod procfs;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -100,6 +101,11 @@ struct Net {
     slots: Vec<Slot>,
     config: Config,
     addr: std::net::SocketAddr,
+    /// wss://: the TLS client configuration and the server's name.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 impl Net {
@@ -115,6 +121,14 @@ impl Net {
             .registry()
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| format!("register: {e}"))?;
+        let stream = match &self.tls {
+            Some((config, name)) => {
+                let conn = rustls::ClientConnection::new(Arc::clone(config), name.clone())
+                    .map_err(|e| format!("TLS: {e}"))?;
+                net::Stream::Tls(Box::new((stream, conn)))
+            }
+            None => net::Stream::Plain(stream),
+        };
         slot.client = Some(Client::new(stream, upgrade, &self.config, now));
         Ok(())
     }
@@ -787,6 +801,7 @@ fn run(o: Opts) -> Result<Report, String> {
             .collect(),
         config: config.clone(),
         addr: o.url.addr,
+        tls: tls_client(&o)?,
     };
     let rss_base = o.server_pid.and_then(procfs::rss_kib);
     let pss_base = o
@@ -1387,4 +1402,49 @@ fn report(l: &Logic) -> Report {
         json,
         errors: l.errors,
     }
+}
+
+/// wss://: a rustls client that trusts `--tls-ca` only, with the server's
+/// settings (aws-lc-rs, TLS 1.3 and 1.2, ALPN http/1.1); resumption only
+/// with `--tls-resume`.
+#[allow(clippy::type_complexity)]
+fn tls_client(
+    o: &Opts,
+) -> Result<
+    Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    String,
+> {
+    use rustls::pki_types::pem::PemObject;
+    if !o.url.tls {
+        return Ok(None);
+    }
+    let ca = o
+        .tls_ca
+        .as_ref()
+        .ok_or("a wss:// URL needs --tls-ca FILE (the CA to trust)")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?
+    {
+        let cert = cert.map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !o.tls_resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    let name = rustls::pki_types::ServerName::try_from(o.url.name.clone())
+        .map_err(|e| format!("{}: {e}", o.url.name))?;
+    Ok(Some((Arc::new(config), name)))
 }

@@ -23,11 +23,116 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 use wsloop::proto::deflate::Inflater;
 use wsloop::proto::frame::{decode_header, Decoded};
 use wsloop::proto::handshake::accept_key;
 use wsloop::proto::{Connection, Event, OpCode, Role};
 use wsloop::Config;
+
+/// A client's socket: plain, or TLS through rustls (`wss://`). Reads and
+/// writes keep the non-blocking contract: `WouldBlock` when the socket
+/// has nothing more, or takes nothing more.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<(TcpStream, ClientConnection)>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.0,
+        }
+    }
+
+    /// Whether a short read may leave bytes behind (TLS reads a record at
+    /// a time): then only `WouldBlock` means drained.
+    fn reads_in_records(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Writes the ciphertext rustls holds (the handshake's, records the
+    /// socket did not take).
+    fn push(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(tls) => push_tls(&mut tls.0, &mut tls.1),
+        }
+    }
+}
+
+fn push_tls(tcp: &mut TcpStream, conn: &mut ClientConnection) -> io::Result<()> {
+    while conn.wants_write() {
+        conn.write_tls(tcp)?;
+    }
+    Ok(())
+}
+
+/// `push_tls`, where a full socket is no error (the rest waits in rustls).
+fn push_some(tcp: &mut TcpStream, conn: &mut ClientConnection) -> io::Result<()> {
+    match push_tls(tcp, conn) {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (tcp, conn) = match self {
+            Stream::Plain(tcp) => return tcp.read(buf),
+            Stream::Tls(tls) => {
+                let (tcp, conn) = &mut **tls;
+                (tcp, conn)
+            }
+        };
+        loop {
+            match conn.reader().read(buf) {
+                Ok(n) => return Ok(n), // 0: close_notify
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if conn.read_tls(tcp)? == 0 {
+                return Ok(0);
+            }
+            conn.process_new_packets().map_err(io::Error::other)?;
+            // The handshake's next flight, or a key update.
+            push_some(tcp, conn)?;
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let (tcp, conn) = match self {
+            Stream::Plain(tcp) => return tcp.write_vectored(bufs),
+            Stream::Tls(tls) => {
+                let (tcp, conn) = &mut **tls;
+                (tcp, conn)
+            }
+        };
+        // What rustls holds goes first: while the socket is full, nothing
+        // more is taken.
+        push_tls(tcp, conn)?;
+        let n = conn.writer().write_vectored(bufs)?;
+        push_some(tcp, conn)?;
+        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(tls) => push_some(&mut tls.0, &mut tls.1),
+        }
+    }
+}
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -156,7 +261,12 @@ impl Out {
     }
 
     /// Writes until everything is out or the socket would block.
-    fn flush(&mut self, stream: &mut TcpStream, ring: &[Vec<u8>]) -> io::Result<()> {
+    fn flush(&mut self, stream: &mut Stream, ring: &[Vec<u8>]) -> io::Result<()> {
+        // TLS: what rustls holds (the handshake's flights too) goes first.
+        match stream.push() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            other => other?,
+        }
         loop {
             if self.head == 0 && self.bytes_pos < self.bytes.len() {
                 match stream.write(&self.bytes[self.bytes_pos..]) {
@@ -214,7 +324,7 @@ pub enum State {
 }
 
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub state: State,
     pub conn: Connection,
     pub out: Out,
@@ -245,7 +355,7 @@ struct Inbound {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, upgrade: Upgrade, config: &Config, now: Instant) -> Client {
+    pub fn new(stream: Stream, upgrade: Upgrade, config: &Config, now: Instant) -> Client {
         Client {
             stream,
             state: State::Connecting,
@@ -367,12 +477,12 @@ fn drive_inner<H: Handler>(
     h: &mut H,
 ) -> Result<(), String> {
     if c.state == State::Connecting {
-        if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
+        if let Ok(Some(e)) | Err(e) = c.stream.tcp().take_error() {
             return Err(format!("connect: {}", io_kind(&e)));
         }
-        match c.stream.peer_addr() {
+        match c.stream.tcp().peer_addr() {
             Ok(_) => {
-                let _ = c.stream.set_nodelay(true);
+                let _ = c.stream.tcp().set_nodelay(true);
                 let request = Rc::clone(&c.upgrade.request);
                 c.out.push(&request);
                 c.state = State::Upgrading;
@@ -402,7 +512,7 @@ fn drive_inner<H: Handler>(
                     if c.state == State::Done {
                         return Ok(());
                     }
-                    if n < buf.len() && readable == Readable::Data {
+                    if n < buf.len() && readable == Readable::Data && !c.stream.reads_in_records() {
                         break; // drained: epoll signals the next arrival
                     }
                 }
