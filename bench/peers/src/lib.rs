@@ -36,7 +36,11 @@ pub fn tls_args(name: &str) -> TlsArgs {
     let (listen, cert, key) = parse(name, true);
     match (cert, key) {
         (Some(cert), Some(key)) => TlsArgs { listen, cert, key },
-        _ => usage(name, true, "--tls-cert FILE and --tls-key FILE are both required"),
+        _ => usage(
+            name,
+            true,
+            "--tls-cert FILE and --tls-key FILE are both required",
+        ),
     }
 }
 
@@ -50,7 +54,10 @@ fn parse(name: &str, tls: bool) -> (SocketAddr, Option<PathBuf>, Option<PathBuf>
             "--tls-cert" if tls => cert = args.next().map(PathBuf::from),
             "--tls-key" if tls => key = args.next().map(PathBuf::from),
             "-h" | "--help" => {
-                println!("usage: {}   (default 127.0.0.1:9001)", usage_line(name, tls));
+                println!(
+                    "usage: {}   (default 127.0.0.1:9001)",
+                    usage_line(name, tls)
+                );
                 std::process::exit(0);
             }
             _ => {

@@ -39,7 +39,10 @@ fn from_pem_files(cert: &Path, key: &Path) -> std::result::Result<Arc<ServerConf
         .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|e| format!("certificate {}: {e}", cert.display()))?;
     if chain.is_empty() {
-        return Err(format!("certificate {}: no certificate in it", cert.display()));
+        return Err(format!(
+            "certificate {}: no certificate in it",
+            cert.display()
+        ));
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("private key {}: {e}", key.display()))?;
