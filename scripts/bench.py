@@ -26,6 +26,9 @@ import sys
 import tempfile
 import time
 
+# Helpers shared with bench-programs and bench-tls.
+from benchlib import fmt_bytes, fmt_count, fmt_pct, fmt_us, free_port, median, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "target", "release")
 PEERS = os.path.join(ROOT, "bench", "peers")
@@ -236,25 +239,6 @@ def deflate_rows(idle_n):
     ]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, within=10.0):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited with %s before listening" % proc.returncode)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server not listening on port %d after %.0f s" % (port, within))
-
-
 def stop(proc):
     if proc.poll() is None:
         proc.terminate()
@@ -307,11 +291,6 @@ def run_one(server_key, row, opts, logdir, tag):
     return result
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def summarize(results, row_list, server_keys):
     summary = {}
     for row in row_list:
@@ -340,46 +319,8 @@ def summarize(results, row_list, server_keys):
     return summary
 
 
-def fmt_count(v):
-    if v is None:
-        return "–"
-    if v >= 10e6:
-        return "%.1f M" % (v / 1e6)
-    if v >= 1e6:
-        return "%.2f M" % (v / 1e6)
-    if v >= 100e3:
-        return "%.0f k" % (v / 1e3)
-    if v >= 10e3:
-        return "%.1f k" % (v / 1e3)
-    return "{:,.0f}".format(v)
-
-
-def fmt_bytes(v):
-    if v is None:
-        return "–"
-    if v >= 10 * 1024:
-        return "%.0f KiB" % (v / 1024)
-    if v >= 1024:
-        return "%.1f KiB" % (v / 1024)
-    return "%.0f B" % v
-
-
 def fmt_metric(row, v):
     return fmt_bytes(v) if row.lower_better else fmt_count(v)
-
-
-def fmt_us(v):
-    if v is None:
-        return "–"
-    if v >= 10000:
-        return "%.0f ms" % (v / 1000)
-    if v >= 1000:
-        return "%.1f ms" % (v / 1000)
-    return "%.0f µs" % v
-
-
-def fmt_pct(v):
-    return "–" if v is None else "%.0f %%" % (100 * v)
 
 
 def environment():

@@ -37,17 +37,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use wsloop::proto::deflate::{negotiate, Agreed};
 use wsloop::proto::handshake::{parse_request, Parsed};
-use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
-
-struct Echo;
-
-impl Handler for Echo {
-    type Data = ();
-
-    fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
-        ctx.send(id, msg);
-    }
-}
+use wsloop::{Config, Server};
 
 /// Server steps allowed while writing and after the FIN before the
 /// connection must be gone. A step waits at most 1 ms when idle.
@@ -57,7 +47,7 @@ const MAX_STEPS: usize = 2000;
 const SLACK: usize = 1024;
 
 struct Fixture {
-    server: Server<Echo>,
+    server: Server<common::Echo>,
     addr: SocketAddr,
 }
 
@@ -74,14 +64,9 @@ fn config() -> Config {
 }
 
 fn fixture() -> Fixture {
-    // A Rust `main` ignores SIGPIPE; libFuzzer's `main` does not, and the
-    // server's vectored writes to a closed peer would kill the process.
-    // SAFETY: setting a signal disposition to SIG_IGN, before any thread
-    // of ours could be writing.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config(), Echo).expect("bind");
+    common::ignore_sigpipe();
+    let server =
+        Server::bind("127.0.0.1:0".parse().unwrap(), config(), common::Echo).expect("bind");
     let addr = server.local_addr();
     Fixture { server, addr }
 }
@@ -89,7 +74,7 @@ fn fixture() -> Fixture {
 /// One server step, then everything the client can read. True once the
 /// server closed the connection (`reset` says whether it reset it).
 fn step(
-    server: &mut Server<Echo>,
+    server: &mut Server<common::Echo>,
     client: &mut TcpStream,
     received: &mut Vec<u8>,
     reset: &mut bool,
@@ -140,61 +125,6 @@ fn echo_budget(stream: &[u8]) -> usize {
         .iter()
         .map(|(_, m)| m.len() + 14)
         .sum()
-}
-
-fn check_response(stream: &[u8], received: &[u8], complete: bool) {
-    if received.is_empty() {
-        return; // no complete head before the FIN: closed without an answer
-    }
-    let Some(head) = common::read_head(received) else {
-        assert!(!complete, "response without a complete head: {received:?}");
-        return;
-    };
-    assert_eq!(head.method, b"HTTP/1.1", "status line");
-    if head.status() == b"101" {
-        let request = common::read_head(stream).expect("101 for bytes without a request head");
-        let key = match common::rfc6455_acceptable(&request) {
-            Ok(key) => key,
-            Err(why) => panic!("101 for a request that breaks RFC 6455: {why}"),
-        };
-        common::check_accept_response(&received[..head.len], key);
-        let agreed = agreement(stream);
-        let answer: Vec<&[u8]> = head.values("sec-websocket-extensions").collect();
-        match &agreed {
-            Some(a) => assert_eq!(answer, [a.response().as_bytes()], "extensions answer"),
-            None => assert!(
-                answer.is_empty(),
-                "extensions answered without an agreement"
-            ),
-        }
-        let client_deflate = agreed.as_ref().map(|a| common::ClientDeflate {
-            server_no_context_takeover: a.server_no_context_takeover(),
-            server_max_window_bits: a.server_max_window_bits(),
-        });
-        let sent = common::check_server_frames_deflate(&received[head.len..], client_deflate);
-        if complete {
-            // Everything arrived: it is exactly what an echo server owes.
-            let owed = common::expected_echo_deflate(&stream[request.len..], &config(), agreed);
-            assert_eq!(sent.partial_tail, 0, "a frame cut off at the end");
-            assert_eq!(sent.messages, owed.messages, "echoed messages");
-            assert_eq!(sent.pongs, owed.pongs, "pongs");
-            assert_eq!(sent.close, owed.close, "close frame");
-        }
-        return;
-    }
-    let status = std::str::from_utf8(head.status()).expect("status");
-    assert!(
-        ["400", "403", "404", "405", "426", "431", "503", "505"].contains(&status),
-        "unexpected status {status}"
-    );
-    if complete {
-        let length: usize = head
-            .values("content-length")
-            .next()
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-            .expect("Content-Length");
-        assert_eq!(head.len + length, received.len(), "error response length");
-    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -261,6 +191,6 @@ fuzz_target!(|data: &[u8]| {
             "server sent {} bytes",
             received.len()
         );
-        check_response(stream, &received, !reset);
+        common::check_echo_response(stream, &received, !reset, &config(), agreement(stream));
     });
 });

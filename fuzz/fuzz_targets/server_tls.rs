@@ -32,17 +32,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
-use wsloop::{Config, ConnId, Ctx, Handler, Message, Server};
-
-struct Echo;
-
-impl Handler for Echo {
-    type Data = ();
-
-    fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
-        ctx.send(id, msg);
-    }
-}
+use wsloop::{Config, Server};
 
 const MAX_STEPS: usize = 2000;
 /// Plaintext the server may send beyond the client's: the 101 or an error
@@ -50,7 +40,7 @@ const MAX_STEPS: usize = 2000;
 const SLACK: usize = 1024;
 
 struct Fixture {
-    server: Server<Echo>,
+    server: Server<common::Echo>,
     addr: SocketAddr,
     client: Arc<ClientConfig>,
 }
@@ -70,11 +60,7 @@ fn config() -> Config {
 }
 
 fn fixture() -> Fixture {
-    // SAFETY: setting a signal disposition to SIG_IGN, before any thread
-    // of ours could be writing (libFuzzer's main does not ignore SIGPIPE).
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    common::ignore_sigpipe();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
@@ -85,7 +71,8 @@ fn fixture() -> Fixture {
         .unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let tls = wsloop::tls::config(vec![leaf.der().clone()], key).expect("server config");
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), config(), Echo).expect("bind");
+    let mut server =
+        Server::bind("127.0.0.1:0".parse().unwrap(), config(), common::Echo).expect("bind");
     server.set_tls(tls);
     let addr = server.local_addr();
     let mut roots = RootCertStore::empty();
@@ -179,7 +166,7 @@ impl Client {
         }
     }
 
-    fn step(&mut self, server: &mut Server<Echo>) {
+    fn step(&mut self, server: &mut Server<common::Echo>) {
         server
             .poll_once(Some(Duration::from_millis(1)))
             .expect("poll_once");
@@ -188,40 +175,6 @@ impl Client {
         }
         self.pull();
     }
-}
-
-/// The plaintext answer checks of the `server` target, without compression.
-fn check_response(stream: &[u8], received: &[u8], complete: bool) {
-    if received.is_empty() {
-        return;
-    }
-    let Some(head) = common::read_head(received) else {
-        assert!(!complete, "response without a complete head: {received:?}");
-        return;
-    };
-    assert_eq!(head.method, b"HTTP/1.1", "status line");
-    if head.status() == b"101" {
-        let request = common::read_head(stream).expect("101 for bytes without a request head");
-        let key = match common::rfc6455_acceptable(&request) {
-            Ok(key) => key,
-            Err(why) => panic!("101 for a request that breaks RFC 6455: {why}"),
-        };
-        common::check_accept_response(&received[..head.len], key);
-        let sent = common::check_server_frames(&received[head.len..]);
-        if complete {
-            let owed = common::expected_echo(&stream[request.len..], &config());
-            assert_eq!(sent.partial_tail, 0, "a frame cut off at the end");
-            assert_eq!(sent.messages, owed.messages, "echoed messages");
-            assert_eq!(sent.pongs, owed.pongs, "pongs");
-            assert_eq!(sent.close, owed.close, "close frame");
-        }
-        return;
-    }
-    let status = std::str::from_utf8(head.status()).expect("status");
-    assert!(
-        ["400", "403", "404", "405", "426", "431", "503", "505"].contains(&status),
-        "unexpected status {status}"
-    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -327,10 +280,7 @@ fuzz_target!(|data: &[u8]| {
             "server sent {} bytes of plaintext for {written}",
             c.received.len()
         );
-        check_response(
-            &stream[..written],
-            &c.received,
-            !c.reset && written == stream.len(),
-        );
+        let complete = !c.reset && written == stream.len();
+        common::check_echo_response(&stream[..written], &c.received, complete, &config(), None);
     });
 });

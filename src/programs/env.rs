@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 
 use crate::Request;
 
+/// `SERVER_SOFTWARE`.
+const SOFTWARE: &str = concat!("wsloop/", env!("CARGO_PKG_VERSION"));
+
 /// The program's whole environment for `req` from `peer`.
 pub(super) fn cgi(
     req: &Request,
@@ -21,10 +24,7 @@ pub(super) fn cgi(
         _ => (host, "80"),
     };
     set("GATEWAY_INTERFACE", "CGI/1.1");
-    set(
-        "SERVER_SOFTWARE",
-        concat!("wsloop/", env!("CARGO_PKG_VERSION")),
-    );
+    set("SERVER_SOFTWARE", SOFTWARE);
     set("SERVER_PROTOCOL", "HTTP/1.1");
     set("SERVER_NAME", server_name);
     set("SERVER_PORT", server_port);
@@ -57,33 +57,28 @@ pub(super) fn cgi(
             None => env.push((key, clean(value))),
         }
     }
-    let mut env: Vec<(OsString, OsString)> =
-        env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-    for name in passenv {
-        if let Some(value) = std::env::var_os(name) {
-            env.push((name.into(), value));
-        }
-    }
-    env
+    env.into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .chain(passed(passenv))
+        .collect()
 }
 
 /// A shared program's environment: no request of its own (each client's
 /// comes in its `open` event), so the server's name, the route and
 /// `passenv`.
 pub(super) fn shared(route: &str, passenv: &[String]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = vec![
-        (
-            "SERVER_SOFTWARE".into(),
-            concat!("wsloop/", env!("CARGO_PKG_VERSION")).into(),
-        ),
-        ("SCRIPT_NAME".into(), route.into()),
-    ];
-    for name in passenv {
-        if let Some(value) = std::env::var_os(name) {
-            env.push((name.into(), value));
-        }
-    }
-    env
+    [("SERVER_SOFTWARE", SOFTWARE), ("SCRIPT_NAME", route)]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .chain(passed(passenv))
+        .collect()
+}
+
+/// The variables of the server's own environment that `passenv` names.
+fn passed(passenv: &[String]) -> impl Iterator<Item = (OsString, OsString)> + '_ {
+    passenv
+        .iter()
+        .filter_map(|name| Some((name.into(), std::env::var_os(name)?)))
 }
 
 /// A header value as it may enter an environment: control characters

@@ -8,10 +8,11 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
+use wsloop::proto::deflate::Agreed;
 use wsloop::proto::frame::{decode_header, Decoded};
 use wsloop::proto::Role;
 use wsloop::proto::{Connection, Event, Message};
-use wsloop::{close_code, Config};
+use wsloop::{close_code, Config, ConnId, Ctx, Handler};
 
 /// An HTTP request head as read by [`read_head`].
 #[derive(Debug)]
@@ -398,4 +399,91 @@ pub fn expected_echo_deflate(
     }
     out.close = conn.close_code_sent();
     out
+}
+
+/// The server targets' handler: every message back.
+pub struct Echo;
+
+impl Handler for Echo {
+    type Data = ();
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, msg: Message<'_>) {
+        ctx.send(id, msg);
+    }
+}
+
+/// A Rust `main` ignores SIGPIPE; libFuzzer's `main` does not, and a
+/// server's writes to a closed peer would kill the process.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_IGN, before any thread
+    // of ours could be writing.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// The answer of an echo server to a client that sent `stream`:
+/// nothing, a `101` for a request that passes the §4.2.1 checks (with the
+/// right accept value and the extensions answer `agreed` calls for) and
+/// then exactly the echoes, pongs and close a lone `Connection` owes
+/// (inflated as agreed), or a well-formed 4xx/5xx. `complete`: everything
+/// the server sent arrived.
+pub fn check_echo_response(
+    stream: &[u8],
+    received: &[u8],
+    complete: bool,
+    config: &Config,
+    agreed: Option<Agreed>,
+) {
+    if received.is_empty() {
+        return; // no complete head before the FIN: closed without an answer
+    }
+    let Some(head) = read_head(received) else {
+        assert!(!complete, "response without a complete head: {received:?}");
+        return;
+    };
+    assert_eq!(head.method, b"HTTP/1.1", "status line");
+    if head.status() == b"101" {
+        let request = read_head(stream).expect("101 for bytes without a request head");
+        let key = match rfc6455_acceptable(&request) {
+            Ok(key) => key,
+            Err(why) => panic!("101 for a request that breaks RFC 6455: {why}"),
+        };
+        check_accept_response(&received[..head.len], key);
+        let answer: Vec<&[u8]> = head.values("sec-websocket-extensions").collect();
+        match &agreed {
+            Some(a) => assert_eq!(answer, [a.response().as_bytes()], "extensions answer"),
+            None => assert!(
+                answer.is_empty(),
+                "extensions answered without an agreement"
+            ),
+        }
+        let client_deflate = agreed.as_ref().map(|a| ClientDeflate {
+            server_no_context_takeover: a.server_no_context_takeover(),
+            server_max_window_bits: a.server_max_window_bits(),
+        });
+        let sent = check_server_frames_deflate(&received[head.len..], client_deflate);
+        if complete {
+            // Everything arrived: it is exactly what an echo server owes.
+            let owed = expected_echo_deflate(&stream[request.len..], config, agreed);
+            assert_eq!(sent.partial_tail, 0, "a frame cut off at the end");
+            assert_eq!(sent.messages, owed.messages, "echoed messages");
+            assert_eq!(sent.pongs, owed.pongs, "pongs");
+            assert_eq!(sent.close, owed.close, "close frame");
+        }
+        return;
+    }
+    let status = std::str::from_utf8(head.status()).expect("status");
+    assert!(
+        ["400", "403", "404", "405", "426", "431", "503", "505"].contains(&status),
+        "unexpected status {status}"
+    );
+    if complete {
+        let length: usize = head
+            .values("content-length")
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .expect("Content-Length");
+        assert_eq!(head.len + length, received.len(), "error response length");
+    }
 }
