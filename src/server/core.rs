@@ -247,6 +247,7 @@ impl<D> Core<D> {
                 let mut out = super::tls::TlsSocket {
                     conn: &mut t.conn,
                     stream: &c.stream,
+                    gather: false,
                 };
                 c.session.send_checked(now, config, msg, &mut out)
             }

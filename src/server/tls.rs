@@ -63,6 +63,12 @@ impl Tls {
 pub(super) struct TlsSocket<'a> {
     pub(super) conn: &'a mut ServerConnection,
     pub(super) stream: &'a TcpStream,
+    /// Leave the ciphertext in rustls (up to its buffer limit) for the
+    /// caller's one [`TlsSocket::push`]: what a flush produces (session
+    /// tickets, the 101, a close frame, `close_notify`) then leaves in one
+    /// `writev`, not one per piece. Off for a write-through from a
+    /// handler's send, which nothing else would push.
+    pub(super) gather: bool,
 }
 
 impl TlsSocket<'_> {
@@ -83,19 +89,28 @@ impl TlsSocket<'_> {
 
 impl Transmit for TlsSocket<'_> {
     fn transmit(&mut self, bufs: &[IoSlice<'_>], _last: bool) -> io::Result<usize> {
-        // What rustls holds goes first: while the socket is full, the
-        // session keeps its bytes (and its queue limit applies).
-        self.push()?;
-        let n = self.conn.writer().write_vectored(bufs)?;
-        match self.push() {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+        // Twice at most: a second pass only after the push emptied rustls
+        // (before the handshake ends, plaintext waits in rustls and no
+        // push makes room for it).
+        for _ in 0..2 {
+            // rustls's queue keeps the order, and its buffer limit bounds
+            // what it takes while the socket is full: the session keeps
+            // the rest (and its queue limit applies).
+            let n = self.conn.writer().write_vectored(bufs)?;
+            if n > 0 && self.gather {
+                return Ok(n);
+            }
+            match self.push() {
+                Ok(()) if n == 0 && bufs.iter().any(|b| !b.is_empty()) => {
+                    // rustls was full and the socket took all of it: room
+                    // again, and no WRITABLE edge would come to say so.
+                }
+                Ok(()) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => return Ok(n),
+                Err(e) => return Err(e),
+            }
         }
-        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            return Err(io::ErrorKind::WouldBlock.into()); // rustls's buffers are full
-        }
-        Ok(n)
+        Err(io::ErrorKind::WouldBlock.into())
     }
 }
 
@@ -110,6 +125,7 @@ pub(super) fn transmit(
     let mut sink = TlsSocket {
         conn: &mut tls.conn,
         stream,
+        gather: true,
     };
     let mut flow = match session.transmit(&mut sink) {
         Ok(flow) => flow,
