@@ -1,9 +1,12 @@
 //! The small types every layer names: [`ConnId`], [`TimerId`] and
 //! [`SendStatus`].
 
-/// Identifies one client for its whole life. It carries the slab slot and
-/// a generation, so an id kept after its client left never reaches the
-/// client that later gets the same slot: `send` and `close` refuse it.
+/// Identifies one client for its whole life. It carries the slab slot, a
+/// generation and the index of the loop that owns it (with
+/// [`Loops`](crate::Loops); 0 for a lone server), so an id kept after its
+/// client left never reaches the client that later gets the same slot:
+/// `send` and `close` refuse it. The generation counts 2^24 clients per
+/// loop before it comes round again.
 ///
 /// ```
 /// use wsloop::ConnId;
@@ -25,6 +28,11 @@ impl ConnId {
             key: key as u32,
             gen,
         }
+    }
+
+    /// The index of the loop that owns the client (0 for a lone server).
+    pub fn loop_index(self) -> usize {
+        (self.gen >> LOOP_SHIFT) as usize
     }
 
     /// The slab slot.
@@ -52,9 +60,17 @@ impl ConnId {
     }
 }
 
+/// Where a generation keeps its loop's index: the top 8 bits (256 loops).
+pub(crate) const LOOP_SHIFT: u32 = 24;
+/// The part of a generation that counts clients.
+pub(crate) const GEN_MASK: u32 = (1 << LOOP_SHIFT) - 1;
+
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}.{}", self.key, self.gen)
+        match self.loop_index() {
+            0 => write!(f, "#{}.{}", self.key, self.gen),
+            n => write!(f, "#{n}/{}.{}", self.key, self.gen & GEN_MASK),
+        }
     }
 }
 

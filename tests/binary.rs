@@ -511,6 +511,43 @@ fn many_pushing_clients_share_one_thread() {
     }
 }
 
+/// `--threads 2`: two loops on one port; /chat clients on both hear each
+/// other (the topic spans the loops), and SIGTERM stops both.
+#[test]
+fn chat_spans_the_loops_of_threads() {
+    const CLIENTS: usize = 16;
+    let mut server = Wsloop::start(&["--threads", "2"]);
+    assert!(server.log_count("2 loops") > 0, "{:?}", server.logs());
+    let mut clients: Vec<Ws> = (0..CLIENTS)
+        .map(|i| server.ws(&format!("/chat?name=c{i}")))
+        .collect();
+    // Which loop took each: the open lines name ids, #1/... on loop 1.
+    server.wait_log_count("/chat opened as", CLIENTS);
+    let on_second = server.log_count("/chat opened as #1/");
+    assert!(
+        on_second > 0 && on_second < CLIENTS,
+        "the kernel spread {CLIENTS} connections {on_second} to loop 1"
+    );
+    for (i, ws) in clients.iter_mut().enumerate() {
+        ws.send(Message::text(format!("hi from {i}"))).unwrap();
+    }
+    for ws in &mut clients {
+        let mut heard = std::collections::BTreeSet::new();
+        while heard.len() < CLIENTS {
+            let t = text(ws);
+            if let Some((_, said)) = t.split_once(": hi from ") {
+                assert!(heard.insert(said.to_owned()), "twice: {t}");
+            }
+        }
+    }
+    server.signal("TERM");
+    for ws in &mut clients {
+        assert_eq!(close_code(ws), 1001);
+    }
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn chat_reaches_every_chat_client_and_no_one_else() {
     let server = Wsloop::start(&[]);

@@ -163,6 +163,79 @@ impl<'m> Broadcast<'m> {
     }
 }
 
+/// A message encoded once as an unmasked server frame, to be sent to any
+/// number of clients on any loop or thread (it is `Send + Sync`, and a
+/// clone shares the bytes): what [`LoopHandle`](crate::LoopHandle) commands
+/// and publishes carry, so that no loop encodes a message again.
+/// Connections with permessage-deflate compress from its payload.
+///
+/// ```
+/// use wsloop::proto::{EncodedMessage, Message};
+/// let m = EncodedMessage::new(Message::Text("hi"));
+/// assert_eq!(m.frame(), b"\x81\x02hi");
+/// assert_eq!(m.message(), Message::Text("hi"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct EncodedMessage {
+    frame: Arc<[u8]>,
+    /// Length of the frame header: the payload follows it.
+    head: u8,
+    text: bool,
+}
+
+impl EncodedMessage {
+    /// Encodes `msg` (one allocation, shared by every clone).
+    pub fn new(msg: Message<'_>) -> Self {
+        let frame = encode_shared(msg);
+        EncodedMessage {
+            head: (frame.len() - msg.as_bytes().len()) as u8, // at most 10
+            frame,
+            text: matches!(msg, Message::Text(_)),
+        }
+    }
+
+    /// The message it carries.
+    pub fn message(&self) -> Message<'_> {
+        let payload = &self.frame[usize::from(self.head)..];
+        if self.text {
+            // Built from a `Message::Text`, whose payload is valid UTF-8.
+            Message::Text(assume_valid(payload))
+        } else {
+            Message::Binary(payload)
+        }
+    }
+
+    /// The whole frame, header and payload.
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+impl<'m> Broadcast<'m> {
+    /// The plain frame as an [`EncodedMessage`], sharing its bytes (encoded
+    /// now if no recipient needed it yet): what goes to other loops.
+    pub fn to_encoded(&mut self) -> EncodedMessage {
+        let text = matches!(self.msg, Message::Text(_));
+        let len = self.msg.as_bytes().len();
+        let frame = self.plain().clone();
+        EncodedMessage {
+            head: (frame.len() - len) as u8, // at most 10
+            frame,
+            text,
+        }
+    }
+
+    /// A broadcast of a message already encoded: its plain frame is shared
+    /// as it is.
+    pub fn encoded(msg: &'m EncodedMessage) -> Self {
+        Broadcast {
+            msg: msg.message(),
+            plain: Some(msg.frame.clone()),
+            compressed: Vec::new(),
+        }
+    }
+}
+
 /// `msg` compressed without context by a compressor of `key` (window bits,
 /// level), as an unmasked RSV1 frame.
 #[cfg(feature = "deflate")]

@@ -35,7 +35,7 @@ pub mod utf8;
 pub use connection::{CloseFrame, Connection, ControlPayload, Event, ProtocolError, SendError};
 pub use frame::{close_code, OpCode, Role};
 pub use handshake::{HandshakeError, Request};
-pub use message::{Broadcast, Incoming, Message};
+pub use message::{Broadcast, EncodedMessage, Incoming, Message};
 pub use session::Session;
 pub use time::Time;
 pub use transmit::Transmit;

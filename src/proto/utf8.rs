@@ -121,12 +121,14 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 /// Views bytes that the protocol already validated as UTF-8 as `&str`.
 ///
 /// Callers must only pass bytes that passed a [`Utf8Validator`] (fed and
-/// finished) or `simdutf8`/`std` validation; in debug builds this is checked.
+/// finished) or `simdutf8`/`std` validation, or bytes copied from a `&str`;
+/// in debug builds this is checked.
 pub(crate) fn assume_valid(bytes: &[u8]) -> &str {
     debug_assert!(std::str::from_utf8(bytes).is_ok());
     // SAFETY: every caller passes the payload of a text message that the
     // protocol validated in full (Utf8Validator::feed + finish, or a whole
-    // frame through simdutf8) before constructing the event that reaches here;
+    // frame through simdutf8) before constructing the event that reaches here,
+    // or the payload an `EncodedMessage` copied from a `Message::Text(&str)`;
     // the bytes are not modified in between.
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }

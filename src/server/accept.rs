@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -55,7 +56,16 @@ impl<H: Handler> Server<H> {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let over = self.core.client_count() >= self.core.config.max_clients;
+        // Linked loops share the limit: the others' counts are as of
+        // their last turn.
+        let clients = match self.core.commands.hub() {
+            Some(hub) => {
+                let others = hub.clients() - hub.clients[self.core.index as usize].load(Relaxed);
+                others + self.core.client_count()
+            }
+            None => self.core.client_count(),
+        };
+        let over = clients >= self.core.config.max_clients;
         if over && self.core.answering >= MAX_ANSWERING {
             debug!("{peer}: dropped, over capacity");
             return;

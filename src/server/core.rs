@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
 use std::io;
 
 use log::warn;
@@ -17,13 +18,15 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry};
 use slab::Slab;
 
+use super::handle::{Command, Commands};
 use super::io::{Peer, Socket};
 use super::source::SourceId;
 use super::timers::{Due, Stamp, Timers};
 use super::tokens::Tokens;
+use super::topics::Topics;
 use crate::config::Config;
-use crate::id::{ConnId, SendStatus, TimerId};
-use crate::proto::message::{Broadcast, Message};
+use crate::id::{ConnId, SendStatus, TimerId, GEN_MASK, LOOP_SHIFT};
+use crate::proto::message::{Broadcast, EncodedMessage, Message};
 use crate::proto::session::{Sent, Session};
 use crate::proto::time::{self, Time, NEVER};
 
@@ -83,6 +86,9 @@ pub(crate) struct Core<D> {
     pub(super) config: Config,
     pub(super) dirty: Vec<usize>,
     next_gen: u32,
+    /// This loop's index among linked loops, in the top bits of every
+    /// generation it hands out (so a `ConnId` says which loop owns it).
+    pub(super) index: u32,
     /// Clients writing a final HTTP answer (refused, over capacity, plain
     /// HTTP): not counted as clients.
     pub(super) answering: usize,
@@ -100,7 +106,21 @@ pub(crate) struct Core<D> {
     /// What new connections get, when the server speaks TLS.
     #[cfg(feature = "tls")]
     pub(super) tls_config: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Topics and who is subscribed (`Ctx::subscribe`, `Ctx::publish`).
+    pub(super) topics: Topics,
+    /// What other threads asked for ([`LoopHandle`](super::LoopHandle)).
+    pub(super) commands: Commands,
+    /// Publishes for other loops whose queue was full, by loop index:
+    /// retried every turn, at most [`HUB_BACKLOG`] held.
+    pub(super) hub_backlog: VecDeque<(usize, Command)>,
+    /// Publishes for other loops dropped with the backlog full.
+    pub(super) hub_dropped: u64,
 }
+
+/// Publishes held for loops whose queue is full, past which they are
+/// dropped (and counted): a loop that stopped polling cannot make the
+/// others grow without bound.
+const HUB_BACKLOG: usize = 64 * 1024;
 
 impl<D> Client<D> {
     #[inline]
@@ -119,7 +139,13 @@ impl<D> Client<D> {
 }
 
 impl<D> Core<D> {
-    pub(super) fn new(config: Config, registry: Registry, tokens: Tokens, now: Instant) -> Self {
+    pub(super) fn new(
+        config: Config,
+        registry: Registry,
+        tokens: Tokens,
+        now: Instant,
+        commands: Commands,
+    ) -> Self {
         let capacity = config.max_clients.min(tokens.clients());
         Core {
             // Reserved up front: untouched capacity costs address space,
@@ -139,6 +165,7 @@ impl<D> Core<D> {
             config,
             dirty: Vec::new(),
             next_gen: 0,
+            index: 0,
             answering: 0,
             deflate_memory: 0,
             deflate_declined: 0,
@@ -147,6 +174,10 @@ impl<D> Core<D> {
             tls: Vec::new(),
             #[cfg(feature = "tls")]
             tls_config: None,
+            topics: Topics::default(),
+            commands,
+            hub_backlog: VecDeque::new(),
+            hub_dropped: 0,
         }
     }
 
@@ -161,10 +192,10 @@ impl<D> Core<D> {
 
     /// Stores a new client and returns its slot.
     pub(super) fn insert(&mut self, stream: TcpStream, session: Session, data: D) -> usize {
-        self.next_gen = self.next_gen.wrapping_add(1);
+        self.next_gen = self.next_gen.wrapping_add(1) & GEN_MASK;
         let key = self.clients.insert(Client {
             stream,
-            gen: self.next_gen,
+            gen: self.next_gen | self.index << LOOP_SHIFT,
             session,
             data,
             armed: NEVER,
@@ -276,29 +307,83 @@ impl<D> Core<D> {
         ids: impl IntoIterator<Item = ConnId>,
         msg: Message<'_>,
     ) -> usize {
-        let mut b = Broadcast::new(msg);
+        self.deliver(ids, &mut Broadcast::new(msg))
+    }
+
+    /// Queues `b` for every id in `ids` that is still open; returns how
+    /// many took it.
+    pub(super) fn deliver(
+        &mut self,
+        ids: impl IntoIterator<Item = ConnId>,
+        b: &mut Broadcast<'_>,
+    ) -> usize {
         let now = self.time();
-        ids.into_iter()
-            .filter(|&id| {
-                let Some(c) = self.clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
-                    return false;
-                };
-                match c.session.send_broadcast_checked(now, &self.config, &mut b) {
-                    Sent::Status(SendStatus::Refused) => false,
-                    Sent::Status(_) => {
-                        if !c.is(DIRTY) && c.session.has_pending() {
-                            c.set(DIRTY, true);
-                            self.dirty.push(id.key());
-                        }
-                        true
+        let mut taken = 0;
+        for id in ids {
+            let Some(c) = self.clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+                continue;
+            };
+            match c.session.send_broadcast_checked(now, &self.config, b) {
+                Sent::Status(SendStatus::Refused) => {}
+                Sent::Status(_) => {
+                    if !c.is(DIRTY) && c.session.has_pending() {
+                        c.set(DIRTY, true);
+                        self.dirty.push(id.key());
                     }
-                    Sent::LimitClosed => {
-                        self.limit_closed(id);
-                        false
-                    }
+                    taken += 1;
                 }
-            })
-            .count()
+                Sent::LimitClosed => {
+                    self.limit_closed(id);
+                }
+            }
+        }
+        taken
+    }
+
+    pub(crate) fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        // Any client still here (in `on_open` it is not open yet); it
+        // leaves every topic when it goes, accepted or not.
+        self.client(id).is_some() && self.topics.subscribe(id, topic)
+    }
+
+    pub(crate) fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        self.client(id).is_some() && self.topics.unsubscribe(id, topic)
+    }
+
+    /// Queues `b` for every subscriber of `topic` (the frame encoded once,
+    /// its bytes shared); returns how many took it.
+    pub(crate) fn publish(&mut self, topic: &str, b: &mut Broadcast<'_>) -> usize {
+        let Core {
+            topics,
+            clients,
+            config,
+            dirty,
+            now_stamp,
+            ..
+        } = self;
+        let now = Time(*now_stamp);
+        let mut taken = 0;
+        let mut limited = Vec::new();
+        for id in topics.members(topic) {
+            let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+                continue;
+            };
+            match c.session.send_broadcast_checked(now, config, b) {
+                Sent::Status(SendStatus::Refused) => {}
+                Sent::Status(_) => {
+                    if !c.is(DIRTY) && c.session.has_pending() {
+                        c.set(DIRTY, true);
+                        dirty.push(id.key());
+                    }
+                    taken += 1;
+                }
+                Sent::LimitClosed => limited.push(id),
+            }
+        }
+        for id in limited {
+            self.limit_closed(id);
+        }
+        taken
     }
 
     /// The send limit just closed `id`: say so, schedule its close frame
@@ -324,6 +409,88 @@ impl<D> Core<D> {
         let closed = c.session.close(Time(*now_stamp), code, reason);
         let _ = self.touch(id.key()); // a close never ends a session at once
         closed
+    }
+
+    /// A send to another loop's client, through the hub.
+    #[cold]
+    pub(crate) fn send_elsewhere(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        let inbox = self
+            .commands
+            .hub()
+            .and_then(|hub| hub.inboxes.get(id.loop_index()));
+        match inbox.map(|i| i.push(Command::Send(id, EncodedMessage::new(msg)))) {
+            Some(Ok(())) => SendStatus::Queued,
+            _ => SendStatus::Refused,
+        }
+    }
+
+    /// Sends a publish made on this loop to every other linked loop: the
+    /// frame's bytes as they are, for each loop to queue.
+    pub(crate) fn forward_publish(&mut self, topic: &str, b: &mut Broadcast<'_>) {
+        let Some(hub) = self.commands.hub().cloned() else {
+            return;
+        };
+        let msg = b.to_encoded();
+        for (i, inbox) in hub.inboxes.iter().enumerate() {
+            if i == self.index as usize {
+                continue;
+            }
+            let command = Command::Publish(topic.into(), msg.clone());
+            if !self.hub_backlog.is_empty() {
+                self.hold(i, command); // behind what waits already: in order
+                continue;
+            }
+            match inbox.push(command) {
+                Ok(()) => {}
+                Err(super::HandleError::Full) => {
+                    let command = Command::Publish(topic.into(), msg.clone());
+                    self.hold(i, command);
+                }
+                Err(super::HandleError::Closed) => {} // that loop has shut down
+            }
+        }
+    }
+
+    fn hold(&mut self, to: usize, command: Command) {
+        if self.hub_backlog.len() < HUB_BACKLOG {
+            self.hub_backlog.push_back((to, command));
+        } else {
+            if self.hub_dropped.is_power_of_two() || self.hub_dropped == 0 {
+                warn!(
+                    "loop {to} is not taking publishes: dropped {} so far",
+                    self.hub_dropped + 1
+                );
+            }
+            self.hub_dropped += 1;
+        }
+    }
+
+    /// Retries the publishes held for full loops, in order, until one
+    /// is still full.
+    pub(super) fn retry_held(&mut self) {
+        let Some(hub) = self.commands.hub().cloned() else {
+            return;
+        };
+        while let Some((to, command)) = self.hub_backlog.pop_front() {
+            match hub.inboxes[to].try_push(command) {
+                Ok(()) => {}
+                Err(Some(command)) => {
+                    self.hub_backlog.push_front((to, command));
+                    return;
+                }
+                Err(None) => {} // gone
+            }
+        }
+    }
+
+    /// Whether a client was ever stored (linking comes before any).
+    pub(super) fn has_had_clients(&self) -> bool {
+        self.next_gen != 0
+    }
+
+    /// Whether `id` names a client that is still here.
+    pub(crate) fn is_client(&self, id: ConnId) -> bool {
+        self.client(id).is_some()
     }
 
     pub(crate) fn buffered_amount(&self, id: ConnId) -> Option<usize> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::core::Core;
 use super::source::SourceId;
 use crate::id::{ConnId, SendStatus, TimerId};
-use crate::proto::message::Message;
+use crate::proto::message::{Broadcast, Message};
 
 /// The handler's view of the server during a callback.
 ///
@@ -60,7 +60,13 @@ impl<'a, D> Ctx<'a, D> {
 impl<D> Ctx<'_, D> {
     /// Queues `msg` for client `id`. A large message to a client with
     /// nothing queued is written at once, without a copy.
+    ///
+    /// An id of another linked loop's client is passed to that loop
+    /// (`Queued`, or `Refused` when that loop's queue is full or gone).
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        if id.loop_index() != self.core.index as usize {
+            return self.core.send_elsewhere(id, msg);
+        }
         self.core.send(id, msg)
     }
 
@@ -77,6 +83,53 @@ impl<D> Ctx<'_, D> {
     pub fn broadcast_all(&mut self, msg: Message<'_>) -> usize {
         let ids = self.ids();
         self.broadcast(ids, msg)
+    }
+
+    /// Subscribes client `id` to `topic`: from now on it receives what is
+    /// published there, until [`Ctx::unsubscribe`] or its close (a client
+    /// leaves all its topics when it goes). Works in `on_open`. False if
+    /// it was subscribed already or is gone.
+    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        self.core.subscribe(id, topic)
+    }
+
+    /// Unsubscribes client `id` from `topic`; false if it was not subscribed.
+    pub fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        self.core.unsubscribe(id, topic)
+    }
+
+    /// Sends `msg` to every subscriber of `topic`: the frame is encoded
+    /// once and its bytes shared by every queue, as [`Ctx::broadcast`]
+    /// does (with permessage-deflate, compressed once per parameter set
+    /// for clients without server context takeover, and once per client
+    /// for those with it: broadcast-heavy servers should offer
+    /// `server_no_context_takeover`). Returns how many subscribers took it.
+    ///
+    /// With linked loops ([`Loops`](crate::Loops)) the same bytes also go
+    /// to every other loop, whose subscribers get them when it next turns;
+    /// the count is this loop's.
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        let mut b = Broadcast::new(msg);
+        let n = self.core.publish(topic, &mut b);
+        self.core.forward_publish(topic, &mut b);
+        n
+    }
+
+    /// How many clients are subscribed to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.core.topics.count(topic)
+    }
+
+    /// The topics client `id` is subscribed to.
+    pub fn subscriptions(&self, id: ConnId) -> impl Iterator<Item = &str> + '_ {
+        let key = self.core.is_client(id).then_some(id.key());
+        key.into_iter().flat_map(|key| self.core.topics.of(key))
+    }
+
+    /// A handle to this loop for other threads (see
+    /// [`LoopHandle`](crate::LoopHandle)).
+    pub fn handle(&self) -> crate::LoopHandle {
+        self.core.commands.handle()
     }
 
     /// Starts the closing handshake with client `id`: a close frame with

@@ -25,12 +25,14 @@ mod ctx;
 mod handle;
 mod handler;
 mod io;
+mod loops;
 mod source;
 mod stats;
 mod timers;
 #[cfg(feature = "tls")]
 mod tls;
 mod tokens;
+mod topics;
 
 use std::io as stdio;
 use std::net::SocketAddr;
@@ -44,17 +46,25 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use self::clock::{Clock, SystemClock};
 use self::core::{Core, ANSWERING, PAUSED};
 pub use self::ctx::Ctx;
-pub use self::handle::ShutdownHandle;
+use self::handle::{Command, Commands};
+pub use self::handle::{HandleError, LoopHandle, ShutdownHandle};
 pub use self::handler::{Decision, Handler};
 use self::io::Peer;
+pub use self::loops::{reuse_port_listeners, LoopThreads, Loops, MAX_LOOPS};
 pub use self::source::SourceId;
 pub use self::stats::Stats;
 use self::timers::Due;
 use self::tokens::{Slot, Tokens};
 use crate::config::Config;
 use crate::id::ConnId;
+use crate::proto::message::Broadcast;
 use crate::proto::session::{Action, Expired};
 use crate::proto::time::{self, NEVER};
+
+/// Commands a loop's handles may have waiting at once (see
+/// [`LoopHandle`]): enough for bursts from many threads, small enough that
+/// a loop that stopped polling holds little (each is a message's bytes).
+const COMMAND_QUEUE: usize = 4096;
 
 /// The loop's one read buffer, shared by every client. Large enough that a
 /// 64 KiB message usually arrives whole and is lent out without a copy.
@@ -88,9 +98,12 @@ pub struct Server<H: Handler> {
     events: Option<Events>,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    clock: Box<dyn Clock>,
+    clock: Box<dyn Clock + Send>,
     shutdown: ShutdownHandle,
     shutdown_deadline: Option<Instant>,
+    /// Handles' commands were left for the next turn (one queue's worth
+    /// is taken per turn).
+    commands_left: bool,
     done: bool,
     accept_paused: bool,
 }
@@ -163,9 +176,11 @@ impl<H: Handler> Server<H> {
         #[cfg(target_os = "linux")]
         socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
         let waker = Waker::new(&registry, tokens.waker())?;
-        let clock: Box<dyn Clock> = Box::new(SystemClock);
+        let clock: Box<dyn Clock + Send> = Box::new(SystemClock);
+        let shutdown = ShutdownHandle::new(waker);
+        let commands = Commands::new(COMMAND_QUEUE, shutdown.clone());
         Ok(Server {
-            core: Core::new(config, registry, tokens, clock.now()),
+            core: Core::new(config, registry, tokens, clock.now(), commands),
             handler,
             scratch: vec![0; SCRATCH_SIZE],
             poll,
@@ -173,15 +188,16 @@ impl<H: Handler> Server<H> {
             local_addr: listener.local_addr()?,
             listener: Some(listener),
             clock,
-            shutdown: ShutdownHandle::new(waker),
+            shutdown,
             shutdown_deadline: None,
+            commands_left: false,
             done: false,
             accept_paused: false,
         })
     }
 
     /// Replaces the clock (tests use [`crate::server::clock::ManualClock`]).
-    pub fn set_clock(&mut self, clock: impl Clock + 'static) {
+    pub fn set_clock(&mut self, clock: impl Clock + Send + 'static) {
         self.clock = Box::new(clock);
         self.core.set_now(self.clock.now());
     }
@@ -194,6 +210,14 @@ impl<H: Handler> Server<H> {
     /// A handle that asks the loop to shut down, from anywhere.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// A handle that sends, publishes, closes and shuts down from any
+    /// thread (see [`LoopHandle`]). An embedded server takes its commands
+    /// when its host forwards the waker's event (a token it
+    /// [owns](Server::owns)) and calls [`Server::tick`].
+    pub fn handle(&self) -> LoopHandle {
+        self.core.commands.handle()
     }
 
     /// The handler.
@@ -281,12 +305,19 @@ impl<H: Handler> Server<H> {
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.core.backlog.is_empty()
             || !self.core.dirty.is_empty()
+            || self.commands_left
             || self.shutdown.requested() && self.shutdown_deadline.is_none()
         {
             return Some(self.core.now);
         }
         let timer = self.core.timers.next().map(time::instant);
-        [timer, self.shutdown_deadline].into_iter().flatten().min()
+        // Publishes held for a full loop: retried soon, not in a spin.
+        let held =
+            (!self.core.hub_backlog.is_empty()).then(|| self.core.now + Duration::from_millis(1));
+        [timer, self.shutdown_deadline, held]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether `token` belongs to this server.
@@ -303,7 +334,8 @@ impl<H: Handler> Server<H> {
     fn dispatch(&mut self, event: &mio::event::Event) {
         match self.core.tokens.slot(event.token()) {
             Slot::Listener => self.accept(),
-            Slot::Waker => {} // the shutdown flag is read in tick()
+            // The shutdown flag is read in tick().
+            Slot::Waker => self.run_commands(),
             Slot::Client(key) => {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read_ready(key, event.is_read_closed() || event.is_error());
@@ -329,7 +361,35 @@ impl<H: Handler> Server<H> {
         self.run_due();
     }
 
+    /// Carries out what the loop's handles asked for.
+    fn run_commands(&mut self) {
+        let mut left = false;
+        let commands = self.core.commands.take(&mut left);
+        self.commands_left = left;
+        for command in commands {
+            match command {
+                Command::Send(id, msg) => {
+                    self.core.deliver([id], &mut Broadcast::encoded(&msg));
+                }
+                Command::Publish(topic, msg) => {
+                    self.core.publish(&topic, &mut Broadcast::encoded(&msg));
+                }
+                Command::Close(id, code, reason) => {
+                    self.core.close(id, code, &reason);
+                }
+                #[cfg(feature = "tls")]
+                Command::Tls(config) => self.set_tls(config),
+            }
+        }
+    }
+
     fn run_due(&mut self) {
+        if self.commands_left {
+            self.run_commands();
+        }
+        if !self.core.hub_backlog.is_empty() {
+            self.core.retry_held();
+        }
         for (id, read_closed) in std::mem::take(&mut self.core.backlog) {
             if self.core.client_mut(id).is_some_and(|c| !c.is(PAUSED)) {
                 self.read_ready(id.key(), read_closed);
@@ -345,6 +405,12 @@ impl<H: Handler> Server<H> {
         // handler sends now is flushed now.
         self.handler.on_turn_end(&mut Ctx::new(&mut self.core));
         self.flush_dirty();
+        if let Some(hub) = self.core.commands.hub() {
+            hub.clients[self.core.index as usize].store(
+                self.core.client_count(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         if let Some(deadline) = self.shutdown_deadline {
             if self.core.clients.is_empty() || self.core.now >= deadline {
                 let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
@@ -352,6 +418,7 @@ impl<H: Handler> Server<H> {
                     self.remove(key);
                 }
                 self.done = true;
+                self.core.commands.finish();
             }
         }
     }
@@ -509,6 +576,8 @@ impl<H: Handler> Server<H> {
             clients: self.core.client_count(),
             deflate_memory: self.core.deflate_memory,
             deflate_declined: self.core.deflate_declined,
+            topics: self.core.topics.len(),
+            hub_dropped: self.core.hub_dropped,
         }
     }
 
@@ -595,6 +664,7 @@ impl<H: Handler> Server<H> {
         let Some(client) = self.core.clients.try_remove(key) else {
             return;
         };
+        self.core.topics.leave_all(key);
         #[cfg(feature = "tls")]
         if client.is(core::TLS) {
             if let Some(mut tls) = self.core.tls.get_mut(key).and_then(Option::take) {

@@ -13,4 +13,9 @@ pub struct Stats {
     /// Upgrades answered without permessage-deflate because their
     /// agreement would have passed `DeflateConfig::max_memory`.
     pub deflate_declined: u64,
+    /// Topics with at least one subscriber on this loop.
+    pub topics: usize,
+    /// Publishes for other linked loops dropped because those loops took
+    /// none for too long (see [`Loops`](crate::Loops)).
+    pub hub_dropped: u64,
 }

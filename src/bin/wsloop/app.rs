@@ -5,7 +5,7 @@
 //! GET /            plain: the HTML client page   WebSocket: the command demo
 //! GET /echo        plain: 426                    WebSocket: every message back unchanged
 //! GET /push        plain: 426                    WebSocket: "I am waiting N seconds", wait N s, repeat; `quit` ends it
-//! GET /chat        plain: 426                    WebSocket: broadcast to every /chat client, join/leave notices
+//! GET /chat        plain: 426                    WebSocket: the topic "chat": every message to every /chat client, join/leave notices
 //! anything else    404 (plain or WebSocket); non-GET: 405 (the library)
 //! ```
 //!
@@ -13,7 +13,7 @@
 //! request path. Push timers live in the server's loop: one timer per
 //! pushing client, tagged with its [`ConnId`], re-armed when it fires.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -24,6 +24,9 @@ use wsloop::{close_code, ConnId, Ctx, Decision, Handler, HttpResponse, Message, 
 
 /// The HTML client page, compiled in.
 pub const PAGE: &str = include_str!("../../../assets/index.html");
+
+/// The topic every `/chat` client subscribes to.
+const CHAT: &str = "chat";
 
 /// Longest chat name kept (characters).
 const MAX_NAME: usize = 32;
@@ -184,9 +187,10 @@ pub struct App {
     push: PushInterval,
     /// Seeded from the process's entropy: waits differ from run to run.
     rng: fastrand::Rng,
-    /// Open `/chat` clients, in connection order, with their names (kept
-    /// here rather than in every connection's `Conn`, which stays small).
-    chat: BTreeMap<ConnId, String>,
+    /// Open `/chat` clients' names (kept here rather than in every
+    /// connection's `Conn`, which stays small); who hears what is the
+    /// topic [`CHAT`]'s business.
+    chat: HashMap<ConnId, String>,
     guests: u64,
 }
 
@@ -196,7 +200,7 @@ impl App {
         App {
             push,
             rng: fastrand::Rng::new(),
-            chat: BTreeMap::new(),
+            chat: HashMap::new(),
             guests: 0,
         }
     }
@@ -298,11 +302,10 @@ impl Handler for App {
             Route::Push => self.push_next(ctx, id),
             Route::Chat => {
                 let name = self.chat_name(req);
-                let others = self.chat.len();
-                ctx.broadcast(
-                    self.chat.keys().copied(),
-                    Message::Text(&format!("{name} joined")),
-                );
+                let others = ctx.subscriber_count(CHAT);
+                // Published before it subscribes: to the others.
+                ctx.publish(CHAT, Message::Text(&format!("{name} joined")));
+                ctx.subscribe(id, CHAT);
                 let s = if others == 1 { "" } else { "s" };
                 ctx.send(
                     id,
@@ -364,10 +367,7 @@ impl Handler for App {
                 let Some(name) = self.chat.get(&id) else {
                     return;
                 };
-                ctx.broadcast(
-                    self.chat.keys().copied(),
-                    Message::Text(&format!("{name}: {text}")),
-                );
+                ctx.publish(CHAT, Message::Text(&format!("{name}: {text}")));
             }
         }
     }
@@ -393,10 +393,8 @@ impl Handler for App {
             Route::Chat => {
                 if let Some(name) = self.chat.remove(&id) {
                     debug!("chat: {id} ({name}) left");
-                    ctx.broadcast(
-                        self.chat.keys().copied(),
-                        Message::Text(&format!("{name} left")),
-                    );
+                    // It has left the topic already (a closing client does).
+                    ctx.publish(CHAT, Message::Text(&format!("{name} left")));
                 }
             }
             Route::Demo | Route::Echo => {}

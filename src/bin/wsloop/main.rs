@@ -26,7 +26,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use wsloop::{Config, Handler, Server};
+use wsloop::{Config, Handler, Loops, Server};
 
 use crate::app::{App, PushInterval};
 
@@ -58,7 +58,15 @@ struct Args {
     )]
     listen: Listen,
 
-    /// Clients served at once; more get HTTP 503 with Retry-After
+    /// Event loops, each on its own thread with its own listener on the
+    /// port (SO_REUSEPORT), linked: /chat and every topic span them all.
+    /// 0: one per CPU core [default: 1, the single-threaded loop]
+    #[arg(long, value_name = "N", default_value = "1",
+          value_parser = clap::value_parser!(u16).range(0..=256))]
+    threads: u16,
+
+    /// Clients served at once (over every loop); more get HTTP 503 with
+    /// Retry-After
     #[arg(long, value_name = "N", default_value = "10000",
           allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     max_clients: u32,
@@ -534,13 +542,18 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Listens on the first of `listen`'s addresses that binds; when none
-/// does, says why for each.
-fn bind_first(listen: &Listen) -> Result<TcpListener, String> {
+/// Listens on the first of `listen`'s addresses that binds (`loops`
+/// listeners with SO_REUSEPORT on it when there is more than one loop);
+/// when none does, says why for each.
+fn bind_first(listen: &Listen, loops: usize) -> Result<Vec<TcpListener>, String> {
     let (given, addrs) = (&listen.given, &listen.addrs);
     let mut failed = Vec::new();
     for (i, &addr) in addrs.iter().enumerate() {
-        let why = match TcpListener::bind(addr) {
+        let bound = match loops {
+            1 => TcpListener::bind(addr).map(|l| vec![l]),
+            n => wsloop::reuse_port_listeners(addr, n),
+        };
+        let why = match bound {
             Ok(listener) => {
                 if listen.from_name {
                     let all: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
@@ -580,7 +593,11 @@ fn main() -> ExitCode {
     }
     init_logging(args.log_level);
 
-    let listener = match bind_first(&args.listen) {
+    let loops = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => usize::from(n),
+    };
+    let listeners = match bind_first(&args.listen, loops) {
         Ok(l) => l,
         Err(why) => {
             eprintln!("error: cannot listen on {}: {why}", args.listen.given);
@@ -592,11 +609,11 @@ fn main() -> ExitCode {
     #[cfg(not(target_os = "linux"))]
     let programs: Option<std::convert::Infallible> = None;
     let served = match programs {
-        Some(routes) => serve_programs(listener, config, &args, routes),
+        Some(routes) => serve_programs(listeners, config, &args, routes),
         None => {
             let push = args.push_interval;
             let banner = format!("page: http://ADDR/, push waits {push} s");
-            serve(listener, config, &args.tls, App::new(push), banner)
+            serve(listeners, config, &args.tls, || App::new(push), banner)
         }
     };
     match served {
@@ -612,7 +629,7 @@ fn main() -> ExitCode {
 /// Serves the programs `routes` instead of the demos.
 #[cfg(target_os = "linux")]
 fn serve_programs(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     config: Config,
     args: &Args,
     routes: Vec<(String, wsloop::programs::Program)>,
@@ -625,17 +642,22 @@ fn serve_programs(
         })
         .collect();
     let banner = format!("programs: {}", banner.join(", "));
-    let programs = wsloop::programs::Programs::new(routes);
-    let programs = match args.programs.max_forks {
-        Some(n) => programs.with_max_forks(n as usize),
-        None => programs,
+    // One set per loop: a shared program runs once per loop and route,
+    // and --max-forks counts per loop.
+    let max_forks = args.programs.max_forks;
+    let make = move || {
+        let programs = wsloop::programs::Programs::new(routes.clone());
+        match max_forks {
+            Some(n) => programs.with_max_forks(n as usize),
+            None => programs,
+        }
     };
-    serve(listener, config, &args.tls, programs, banner)
+    serve(listeners, config, &args.tls, make, banner)
 }
 
 #[cfg(not(target_os = "linux"))]
 fn serve_programs(
-    _: TcpListener,
+    _: Vec<TcpListener>,
     _: Config,
     _: &Args,
     never: std::convert::Infallible,
@@ -643,29 +665,51 @@ fn serve_programs(
     match never {}
 }
 
-/// The host loop: signals and the server on one `Poll`, until a requested
-/// shutdown has closed every client.
-fn serve<H: Handler>(
-    listener: TcpListener,
+/// The host loop: signals and the first loop's server on one `Poll`, the
+/// other loops (`--threads`) on threads of their own, linked, until a
+/// requested shutdown has closed every client on every loop.
+fn serve<H>(
+    listeners: Vec<TcpListener>,
     config: Config,
     tls: &TlsArgs,
-    handler: H,
+    mut make: impl FnMut() -> H,
     banner: String,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    H: Handler + Send + 'static,
+    H::Data: Send,
+{
     let mut poll = Poll::new()?;
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let compression = compression(&config);
-    let mut server = Server::embed(poll.registry(), SERVER_TOKENS, listener, config, handler)?;
+    let n = listeners.len();
+    let mut listeners = listeners.into_iter();
+    let first = listeners
+        .next()
+        .ok_or_else(|| io::Error::other("no listener"))?;
+    let mut servers = vec![Server::embed(
+        poll.registry(),
+        SERVER_TOKENS,
+        first,
+        config.clone(),
+        make(),
+    )?];
+    for listener in listeners {
+        servers.push(Server::with_listener(listener, config.clone(), make())?);
+    }
     let scheme = match tls.load() {
         Some(Ok(tls_config)) => {
-            server.set_tls(tls_config);
+            for server in &mut servers {
+                server.set_tls(tls_config.clone());
+            }
             "wss"
         }
         Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
         None => "ws",
     };
+    let (mut server, others) = Loops::link(servers)?.spawn_others()?;
     let addr = server.local_addr();
     let banner = banner.replace("ADDR", &addr.to_string());
     let banner = if scheme == "wss" {
@@ -673,17 +717,26 @@ fn serve<H: Handler>(
     } else {
         banner
     };
-    info!("listening on {scheme}://{addr} ({banner})");
+    let loops = match n {
+        1 => String::new(),
+        n => format!(", {n} loops"),
+    };
+    info!("listening on {scheme}://{addr} ({banner}){loops}");
     info!("{compression}");
 
-    let stop = server.shutdown_handle();
+    // Reaches every loop: a shutdown or a new certificate goes to all.
+    let handle = server.handle();
     let mut stopping = false;
     let mut events = Events::with_capacity(1024);
-    while !server.is_shut_down() {
+    let result = loop {
+        if server.is_shut_down() {
+            break Ok(());
+        }
         let timeout = server.poll_timeout(None);
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+                handle.shutdown();
+                break Err(e);
             }
             events.clear();
         }
@@ -692,10 +745,12 @@ fn serve<H: Handler>(
                 for signal in signals.pending() {
                     if signal == SIGHUP {
                         match tls.load() {
-                            Some(Ok(tls_config)) => {
-                                server.set_tls(tls_config);
-                                info!("SIGHUP: certificate and key reloaded; new connections get them");
-                            }
+                            Some(Ok(tls_config)) => match handle.set_tls(tls_config) {
+                                Ok(()) => info!(
+                                    "SIGHUP: certificate and key reloaded; new connections get them"
+                                ),
+                                Err(e) => warn!("SIGHUP: not reloaded: {e}"),
+                            },
                             Some(Err(e)) => {
                                 warn!("SIGHUP: {e}; keeping the certificate in use");
                             }
@@ -714,16 +769,17 @@ fn serve<H: Handler>(
                     }
                     info!("{name}: closing every client with 1001 and stopping");
                     stopping = true;
-                    stop.shutdown();
+                    handle.shutdown();
                 }
             } else if server.owns(event.token()) {
                 server.handle_event(event);
             }
         }
         server.tick();
-    }
+    };
+    let joined = others.join();
     info!("stopped");
-    Ok(())
+    result.and(joined)
 }
 
 #[cfg(test)]
@@ -785,17 +841,24 @@ mod tests {
             from_name: true,
             addrs,
         };
-        let got = bind_first(&listen(vec![busy[0], free, busy[1]])).unwrap();
-        let at = got.local_addr().unwrap();
+        let got = bind_first(&listen(vec![busy[0], free, busy[1]]), 1).unwrap();
+        let at = got[0].local_addr().unwrap();
         assert!(!busy.contains(&at) && at.port() != 0, "{at}");
+        // Three loops: three listeners sharing the port the first got.
+        let three = bind_first(&listen(vec![busy[0], free]), 3).unwrap();
+        let ports: Vec<u16> = three
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(ports, [ports[0]; 3]);
         // One address: the reason alone, as before names resolved.
         assert_eq!(
-            bind_first(&listen(vec![busy[0]])).unwrap_err(),
+            bind_first(&listen(vec![busy[0]]), 1).unwrap_err(),
             "address already in use"
         );
         // Several: every address with its reason.
         assert_eq!(
-            bind_first(&listen(busy.clone())).unwrap_err(),
+            bind_first(&listen(busy.clone()), 2).unwrap_err(),
             format!(
                 "{}: address already in use; {}: address already in use",
                 busy[0], busy[1]

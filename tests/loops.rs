@@ -1,0 +1,184 @@
+//! Linked loops (`Loops`): two loops stepped by hand exchanging publishes
+//! and sends, `SO_REUSEPORT` spreading connections, the client limit over
+//! the whole process, and shutdown with handles still alive.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+use wsloop::{
+    Config, ConnId, Ctx, Decision, HandleError, Handler, Loops, Message, Request, Server,
+};
+
+/// Every client joins "room"; a text `to ID TEXT` is sent to that id
+/// (on whichever loop), anything else is published to the room. Each
+/// open is recorded with the loop that took it.
+#[derive(Clone)]
+struct Room {
+    opened: Arc<Mutex<Vec<ConnId>>>,
+}
+
+impl Handler for Room {
+    type Data = ();
+
+    fn on_open(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId, _: &Request) -> Decision {
+        ctx.subscribe(id, "room");
+        self.opened.lock().unwrap().push(id);
+        Decision::accept()
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_, ()>, _: ConnId, msg: Message<'_>) {
+        if let Message::Text(t) = msg {
+            if let Some((to, text)) = t.strip_prefix("to ").and_then(|r| r.split_once(' ')) {
+                let to = ConnId::from_u64(to.parse().unwrap());
+                ctx.send(to, Message::Text(text));
+                return;
+            }
+        }
+        ctx.publish("room", msg);
+    }
+}
+
+fn room() -> Room {
+    Room {
+        opened: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+/// Steps both loops until `c` has a frame.
+fn frame_from(loops: &mut Loops<Room>, c: &mut RawClient) -> Received {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        for s in loops.servers_mut() {
+            s.poll_once(Some(Duration::from_millis(1))).unwrap();
+        }
+        c.pump();
+        if let Some(f) = c.take_frame() {
+            return f;
+        }
+        assert!(Instant::now() < end, "no frame");
+    }
+}
+
+fn open_on(loops: &mut Loops<Room>, i: usize) -> RawClient {
+    let server = &mut loops.servers_mut()[i];
+    RawClient::open(server, "/")
+}
+
+#[test]
+fn two_stepped_loops_exchange_publishes_and_sends() {
+    let r = room();
+    let servers = (0..2)
+        .map(|_| Server::bind(localhost(), Config::default(), r.clone()).unwrap())
+        .collect();
+    let mut loops = Loops::link(servers).unwrap();
+    let mut a = open_on(&mut loops, 0);
+    let mut b = open_on(&mut loops, 1);
+    let ids = r.opened.lock().unwrap().clone();
+    assert_eq!((ids[0].loop_index(), ids[1].loop_index()), (0, 1));
+    assert!(ids[1].to_string().starts_with("#1/"), "{}", ids[1]);
+
+    a.send(&text("from loop 0"));
+    assert_eq!(frame_from(&mut loops, &mut a).text(), "from loop 0");
+    assert_eq!(frame_from(&mut loops, &mut b).text(), "from loop 0");
+    b.send(&text("from loop 1"));
+    assert_eq!(frame_from(&mut loops, &mut b).text(), "from loop 1");
+    assert_eq!(frame_from(&mut loops, &mut a).text(), "from loop 1");
+
+    // A send from loop 0 to a client of loop 1, by its id.
+    a.send(&text(&format!("to {} just for b", ids[1].to_u64())));
+    assert_eq!(frame_from(&mut loops, &mut b).text(), "just for b");
+    // And a handle reaches both: sends by id, publishes everywhere.
+    let h = loops.handle();
+    h.send(ids[1], Message::Text("handle to b")).unwrap();
+    h.publish("room", Message::Text("handle to all")).unwrap();
+    assert_eq!(frame_from(&mut loops, &mut b).text(), "handle to b");
+    assert_eq!(frame_from(&mut loops, &mut b).text(), "handle to all");
+    assert_eq!(frame_from(&mut loops, &mut a).text(), "handle to all");
+    // Nothing went twice.
+    for _ in 0..20 {
+        for s in loops.servers_mut() {
+            s.poll_once(Some(Duration::from_millis(1))).unwrap();
+        }
+    }
+    for c in [&mut a, &mut b] {
+        c.pump();
+        assert!(c.take_frame().is_none(), "a duplicate");
+    }
+}
+
+#[test]
+fn linking_refuses_a_server_that_has_had_clients_or_too_many_loops() {
+    let mut used = Server::bind(localhost(), Config::default(), room()).unwrap();
+    let _c = RawClient::open(&mut used, "/");
+    let fresh = Server::bind(localhost(), Config::default(), room()).unwrap();
+    assert!(Loops::link(vec![used, fresh]).is_err());
+    assert!(Loops::<Room>::link(Vec::new()).is_err());
+}
+
+#[test]
+fn reuse_port_spreads_connections_over_the_loops_and_publishes_reach_all() {
+    let r = room();
+    let loops = Loops::bind(localhost(), 2, Config::default(), |_| r.clone()).unwrap();
+    let addr = loops.local_addr();
+    let handle = loops.handle();
+    let t = std::thread::spawn(move || loops.run());
+    let mut clients: Vec<RawClient> = (0..32)
+        .map(|_| RawClient::open_blocking(addr, "/"))
+        .collect();
+    let per_loop = |ids: &[ConnId], i| ids.iter().filter(|id| id.loop_index() == i).count();
+    let ids = r.opened.lock().unwrap().clone();
+    assert_eq!(ids.len(), 32);
+    // The kernel hashes each connection's ports: 32 on one loop would be
+    // a 1 in 2^31 chance.
+    assert!(per_loop(&ids, 0) > 0 && per_loop(&ids, 1) > 0, "{ids:?}");
+
+    clients[0].write_blocking(&text("to everyone"));
+    for c in &mut clients {
+        assert_eq!(c.frame_blocking().text(), "to everyone");
+    }
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    for c in &mut clients {
+        assert_eq!(c.frame_blocking().close_code(), 1001);
+    }
+    // The handle outlived every loop: an error, no panic.
+    assert_eq!(
+        handle.publish("room", Message::Text("late")),
+        Err(HandleError::Closed)
+    );
+    assert_eq!(
+        handle.send(ids[0], Message::Text("late")),
+        Err(HandleError::Closed)
+    );
+}
+
+#[test]
+fn max_clients_counts_every_loop() {
+    let mut config = Config::default();
+    config.max_clients = 4;
+    let r = room();
+    let loops = Loops::bind(localhost(), 2, config, |_| r.clone()).unwrap();
+    let addr = loops.local_addr();
+    let handle = loops.handle();
+    let t = std::thread::spawn(move || loops.run());
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let mut c = RawClient::connect(addr);
+        c.write_blocking(&upgrade_request("/", &[]));
+        let response = c.response_blocking();
+        match response.status {
+            101 => open.push(c),
+            503 => refused += 1,
+            other => panic!("status {other}"),
+        }
+        // The loops' counts are exchanged once per turn: let them turn.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!((open.len(), refused), (4, 4));
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+}
