@@ -1,11 +1,16 @@
-//! A chat room: every text message is broadcast to everyone, encoded once.
+//! A chat room on a topic, over as many loops as asked: every text message
+//! is published to the room, encoded once, and reaches the members on every
+//! loop.
 //!
 //! ```text
-//! cargo run --release --example chat -- 127.0.0.1:9002
+//! cargo run --release --example chat -- 127.0.0.1:9002       # one loop
+//! cargo run --release --example chat -- 127.0.0.1:9002 4     # four, one per thread
 //! ```
 
 use wsloop::Request;
-use wsloop::{Config, ConnId, Ctx, Decision, Handler, Message, Server};
+use wsloop::{Config, ConnId, Ctx, Decision, Handler, Loops, Message};
+
+const ROOM: &str = "room";
 
 /// Each client's name, kept as per-connection data.
 #[derive(Default)]
@@ -22,8 +27,10 @@ impl Handler for Chat {
         let name = req
             .query()
             .and_then(|q| q.strip_prefix("name="))
-            .map_or_else(|| format!("guest{}", id.to_u64() & 0xffff), str::to_owned);
-        ctx.broadcast_all(Message::Text(&format!("{name} joined")));
+            .map_or_else(|| format!("guest{id}"), str::to_owned);
+        // Before it subscribes: to the others.
+        ctx.publish(ROOM, Message::Text(&format!("{name} joined")));
+        ctx.subscribe(id, ROOM);
         if let Some(member) = ctx.data(id) {
             member.name = name;
         }
@@ -33,25 +40,26 @@ impl Handler for Chat {
     fn on_message(&mut self, ctx: &mut Ctx<'_, Member>, id: ConnId, msg: Message<'_>) {
         if let Message::Text(text) = msg {
             let name = ctx.data(id).map(|m| m.name.clone()).unwrap_or_default();
-            ctx.broadcast_all(Message::Text(&format!("{name}: {text}")));
+            ctx.publish(ROOM, Message::Text(&format!("{name}: {text}")));
         }
     }
 
     fn on_close(&mut self, ctx: &mut Ctx<'_, Member>, id: ConnId, _code: u16, _reason: &str) {
+        // It has left the room already: a closing client leaves its topics.
         let name = ctx
             .data(id)
             .map(|m| std::mem::take(&mut m.name))
             .unwrap_or_default();
-        ctx.broadcast_all(Message::Text(&format!("{name} left")));
+        ctx.publish(ROOM, Message::Text(&format!("{name} left")));
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9002".into());
-    let mut server = Server::bind(addr.parse()?, Config::default(), Chat)?;
-    eprintln!("chat server on ws://{}", server.local_addr());
-    server.run()?;
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9002".into());
+    let loops: usize = args.next().map_or(Ok(1), |n| n.parse())?;
+    let loops = Loops::bind(addr.parse()?, loops, Config::default(), |_| Chat)?;
+    eprintln!("chat server on ws://{}", loops.local_addr());
+    loops.run()?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 """What the side-by-side benchmark scripts share: scripts/bench-programs
-(programs as handlers, against websocketd) and scripts/bench-tls (wss://,
-against tokio-tungstenite with tokio-rustls).
+(programs as handlers, against websocketd), scripts/bench-tls (wss://,
+against tokio-tungstenite with tokio-rustls) and scripts/bench-topics
+(topics, against uWebSockets' pub/sub, and across loops).
 
 Both run, for every repetition, case and server: the server pinned to one
 CPU (`taskset`), a wait for its port, examples/loadgen pinned to another CPU
@@ -270,17 +271,21 @@ def wait_port(port, proc, within=10.0):
     raise RuntimeError("server not listening on port %d after %.0f s" % (port, within))
 
 
-def run_one(server_cmd, loadgen_args, mode, opts, logdir, tag, result, redact=()):
+def run_one(server_cmd, loadgen_args, mode, opts, logdir, tag, result, redact=(),
+            server_cpu=None, setup_allowance=180):
     """One server, one loadgen run. In `server_cmd` (the server's argv) and
     `loadgen_args` (loadgen's, after the mode: the URL and the case's flags)
     `{addr}` becomes 127.0.0.1:PORT and `{port}` PORT, a free port. `result`
     holds the fields the result starts with; `redact` is (text, stand-in)
-    pairs for the command recorded. Always returns a result dict; a failed
-    run has "failed" set."""
+    pairs for the command recorded. `server_cpu` is the server's CPU list
+    for taskset (default opts.server_cpu); `setup_allowance` the seconds
+    loadgen may take beyond its warm-up and window (setting up, draining)
+    before it is killed. Always returns a result dict; a failed run has
+    "failed" set."""
     port = free_port()
     addr = "127.0.0.1:%d" % port
     fill = lambda a: a.replace("{addr}", addr).replace("{port}", str(port))
-    cmd = ["taskset", "-c", opts.server_cpu] + [fill(a) for a in server_cmd]
+    cmd = ["taskset", "-c", server_cpu or opts.server_cpu] + [fill(a) for a in server_cmd]
     window = opts.hold if mode == "idle" else opts.duration
     lg = ["taskset", "-c", opts.loadgen_cpu, LOADGEN, mode] + [fill(a) for a in loadgen_args] + [
         "-t", str(window), "-w", str(opts.warmup), "--server-pid", "{pid}", "-q"]
@@ -303,12 +308,12 @@ def run_one(server_cmd, loadgen_args, mode, opts, logdir, tag, result, redact=()
         if mode == "idle":
             # Count the server's processes while the clients are held
             # (idle only: the scan costs CPU).
-            deadline = time.monotonic() + window + opts.warmup + 180
+            deadline = time.monotonic() + window + opts.warmup + setup_allowance
             while gen.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.5)
                 most = max(most, 1 + len(descendants(proc.pid)))
         try:
-            out, err = gen.communicate(timeout=window + opts.warmup + 180)
+            out, err = gen.communicate(timeout=window + opts.warmup + setup_allowance)
         except subprocess.TimeoutExpired:
             gen.kill()
             out, err = gen.communicate()
@@ -554,6 +559,10 @@ def fmt_spread(vals, fmt):
 
 
 def fmt_metric(field, v):
+    if field.endswith("_us"):
+        return fmt_us(v)  # microseconds: latencies
+    if field.endswith("_util"):
+        return fmt_pct(v)  # a share of a core
     return fmt_bytes(v) if field.endswith("_bytes") else fmt_count(v)
 
 

@@ -51,6 +51,18 @@ impl Handler for Board {
             (Some("unsub"), Some(topic), None) => {
                 ctx.unsubscribe(id, topic);
             }
+            // Publishes to two topics, a direct send and a subscription
+            // change in one turn: a member of both must see 1 to 6 in
+            // order, and the late subscriber only what came after it.
+            (Some("mix"), None, None) => {
+                ctx.publish("a", Message::Text("1"));
+                ctx.send(id, Message::Text("2"));
+                ctx.publish("b", Message::Text("3"));
+                ctx.publish("a", Message::Text("4"));
+                ctx.subscribe(id, "late");
+                ctx.publish("a", Message::Text("5"));
+                ctx.publish("late", Message::Text("6"));
+            }
             _ => {}
         }
     }
@@ -120,6 +132,25 @@ fn a_publish_reaches_the_subscribers_of_its_topic_and_no_one_else() {
     a.send(&text("pub nobody x"));
     drain(&mut a, &mut server);
     assert_eq!(server.handler().published.last(), Some(&0));
+}
+
+#[test]
+fn publishes_sends_and_subscriptions_in_one_turn_keep_their_order() {
+    let mut server = board();
+    let mut both = RawClient::open(&mut server, "/?a,b");
+    let mut only_a = RawClient::open(&mut server, "/?a");
+    both.send(&text("mix"));
+    let got: Vec<String> = (0..6)
+        .map(|_| both.frame(&mut server).text().to_string())
+        .collect();
+    assert_eq!(got, ["1", "2", "3", "4", "5", "6"]);
+    let got: Vec<String> = (0..2)
+        .map(|_| only_a.frame(&mut server).text().to_string())
+        .collect();
+    assert_eq!(got[..1], ["1"]);
+    assert_eq!(got[1], "4");
+    assert_eq!(only_a.frame(&mut server).text(), "5");
+    assert_eq!(drain(&mut only_a, &mut server), Vec::<String>::new());
 }
 
 #[test]

@@ -19,12 +19,18 @@ taskset). Modes:
   broadcast  C receivers on a chat route (wsloop's /chat) and one sender with
              D messages of S bytes in flight; a message is done when every
              receiver has it; counts deliveries
+  ticks      C connections that only receive: each text message starts
+             with a CLOCK_MONOTONIC stamp in nanoseconds (then, optionally,
+             a space and a sequence number), as examples/ticker publishes
+             them; latency = this process's CLOCK_MONOTONIC on reading it
+             minus the stamp (same machine: one clock); counts messages
 
 Flags:
   --url URL            ws://HOST:PORT/PATH or wss://... [default ws://127.0.0.1:8080/echo,
-                       broadcast: ws://127.0.0.1:8080/chat]
+                       broadcast: ws://127.0.0.1:8080/chat, ticks: ws://127.0.0.1:9003/]
   -c, --connections N  connections (handshake: slots, broadcast: receivers)
-                       [default echo 100, idle 1000, handshake 16, broadcast 100]
+                       [default echo 100, idle 1000, handshake 16, broadcast 100,
+                       ticks 1000]
   -d, --depth N        messages in flight per connection (broadcast: in total)
                        [default echo 1, broadcast 4]
   -s, --size SIZE      message size: 16, 1KiB, 64KiB [default echo 16, broadcast 100]
@@ -68,6 +74,10 @@ Flags:
   -h, --help           this text
 
 Output: a human summary on stdout, then one line of JSON (the last line).
+The JSON's setup_s is how long opening (and, broadcast, joining) every
+connection took; with --server-pid, rss_after_join_kib and
+rss_peak_after_join_kib are the server's VmRSS and VmHWM (its peak so far)
+at that moment.
 Exit status 0 when there were no errors, 1 otherwise, 2 for bad flags.
 Durations are seconds (2, 0.5) or carry a unit (500ms, 2s, 1m).";
 
@@ -77,6 +87,7 @@ pub enum Mode {
     Idle,
     Handshake,
     Broadcast,
+    Ticks,
 }
 
 impl fmt::Display for Mode {
@@ -86,6 +97,7 @@ impl fmt::Display for Mode {
             Mode::Idle => "idle",
             Mode::Handshake => "handshake",
             Mode::Broadcast => "broadcast",
+            Mode::Ticks => "ticks",
         })
     }
 }
@@ -232,6 +244,7 @@ impl Opts {
             Some("idle") => Mode::Idle,
             Some("handshake") => Mode::Handshake,
             Some("broadcast") => Mode::Broadcast,
+            Some("ticks") => Mode::Ticks,
             Some("-h" | "--help") => return Err(String::new()),
             Some(other) => return Err(format!("unknown mode {other:?}")),
             None => return Err("a mode is required".into()),
@@ -287,6 +300,7 @@ impl Opts {
         }
         let default_url = match mode {
             Mode::Broadcast => "ws://127.0.0.1:8080/chat",
+            Mode::Ticks => "ws://127.0.0.1:9003/",
             _ => "ws://127.0.0.1:8080/echo",
         };
         let url = match url {
@@ -298,7 +312,7 @@ impl Opts {
             url,
             connections: connections.unwrap_or(match mode {
                 Mode::Echo | Mode::Broadcast => 100,
-                Mode::Idle => 1000,
+                Mode::Idle | Mode::Ticks => 1000,
                 Mode::Handshake => 16,
             }),
             depth: depth.unwrap_or(if mode == Mode::Broadcast { 4 } else { 1 }),
@@ -386,6 +400,10 @@ mod tests {
         assert_eq!((o.size, o.messages), (2048, 64));
         assert!(Opts::parse(&args("handshake --deflate")).is_err());
         assert!(Opts::parse(&args("echo --payload json")).is_err());
+        assert!(Opts::parse(&args("ticks --deflate")).is_err());
+        let o = Opts::parse(&args("ticks")).unwrap();
+        assert_eq!((o.mode, o.connections), (Mode::Ticks, 1000));
+        assert_eq!(o.url.target, "/");
     }
 
     #[test]

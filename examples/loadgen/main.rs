@@ -7,8 +7,8 @@
 //!     -c 100 -d 1 -s 16 -t 10 --server-pid PID
 //! ```
 //!
-//! Modes: `echo`, `idle`, `handshake`, `broadcast` (`loadgen --help`);
-//! `echo` and `idle` speak permessage-deflate with `--deflate`.
+//! Modes: `echo`, `idle`, `handshake`, `broadcast`, `ticks` (`loadgen
+//! --help`); `echo` and `idle` speak permessage-deflate with `--deflate`.
 //! Every run goes through the same phases:
 //!
 //! ```text
@@ -214,6 +214,14 @@ struct Logic {
     bc: Option<Broadcast>,
     // idle (pings are answered in every mode; idle counts them)
     pings: u64,
+    // ticks: each connection's last sequence number (u64::MAX: none yet),
+    // and the sequence numbers skipped (ticks the server never sent us)
+    tick_seq: Vec<u64>,
+    tick_gaps: u64,
+    /// The end of the setup (every connection open, and for broadcast
+    /// joined): seconds since the start, and the server's VmRSS and
+    /// VmHWM (KiB) at that moment.
+    joined: Option<(f64, Option<u64>, Option<u64>)>,
     /// Connections still not closed when the run ended.
     close_timeouts: usize,
     /// Prepared upgrade requests, used in turn.
@@ -266,6 +274,7 @@ impl Logic {
             Mode::Idle => "pings",
             Mode::Handshake => "handshakes",
             Mode::Broadcast => "deliveries",
+            Mode::Ticks => "ticks",
         }
     }
 
@@ -357,7 +366,7 @@ impl Logic {
                     }
                 }
                 Mode::Broadcast => self.broadcast_send(net, ring, now),
-                Mode::Echo | Mode::Idle => {}
+                Mode::Echo | Mode::Idle | Mode::Ticks => {}
             }
         }
         self.phase != Phase::End
@@ -444,6 +453,12 @@ impl Logic {
                 .as_ref()
                 .is_none_or(|b| b.sender_open && b.joined_seen >= b.receivers);
         if ready {
+            let pid = self.o.server_pid;
+            self.joined = Some((
+                now.duration_since(self.start).as_secs_f64(),
+                pid.and_then(procfs::rss_kib),
+                pid.and_then(procfs::hwm_kib),
+            ));
             if !self.o.quiet {
                 eprintln!(
                     "[{:6.1} s] {} connections open",
@@ -485,7 +500,7 @@ impl Logic {
             Mode::Echo => self.in_flight.iter().all(VecDeque::is_empty),
             Mode::Handshake => net.live() == 0,
             Mode::Broadcast => self.bc.as_ref().is_none_or(|b| b.completed >= b.sent),
-            Mode::Idle => true,
+            Mode::Idle | Mode::Ticks => true,
         };
         if done {
             self.enter(Phase::Closing, now, DRAIN);
@@ -579,7 +594,7 @@ impl Handler for Logic {
             // With --deflate a connection counts as open once it has
             // exchanged its --messages compressed messages, one at a time.
             Mode::Idle if self.o.deflate => c.out.frames += 1,
-            Mode::Idle => self.opened += 1,
+            Mode::Idle | Mode::Ticks => self.opened += 1,
             Mode::Handshake => {
                 if self.measuring {
                     self.hist
@@ -637,6 +652,7 @@ impl Handler for Logic {
                 }
             }
             Mode::Idle | Mode::Handshake => {}
+            Mode::Ticks => self.on_tick(idx, text, data),
             Mode::Broadcast => {
                 let depth = self.o.depth as u64;
                 let Some(bc) = self.bc.as_mut() else { return };
@@ -732,7 +748,42 @@ impl Handler for Logic {
                     bc.alive = bc.alive.saturating_sub(1);
                 }
             }
-            Mode::Idle => {}
+            Mode::Idle | Mode::Ticks => {}
+        }
+    }
+}
+
+impl Logic {
+    /// A message in `ticks` mode: `STAMP[ SEQ]`, STAMP the publisher's
+    /// CLOCK_MONOTONIC in nanoseconds; its latency is our clock now minus
+    /// the stamp (read here, per message: a batch read at once is stamped
+    /// message by message as it is handled).
+    fn on_tick(&mut self, idx: usize, text: bool, data: &[u8]) {
+        let arrived = procfs::monotonic_ns();
+        let mut fields = std::str::from_utf8(data)
+            .unwrap_or_default()
+            .split(' ')
+            .map(str::parse::<u64>);
+        let (stamp, seq) = match (fields.next(), fields.next()) {
+            (Some(Ok(stamp)), None) if text => (stamp, None),
+            (Some(Ok(stamp)), Some(Ok(seq))) if text => (stamp, Some(seq)),
+            _ => {
+                self.error("a message that is not a tick (STAMP[ SEQ], text)");
+                return;
+            }
+        };
+        if let Some(seq) = seq {
+            let last = self.tick_seq[idx];
+            if last != u64::MAX && seq <= last {
+                self.error(format!("ticks out of order (got {seq} after {last})"));
+            } else if last != u64::MAX {
+                self.tick_gaps += seq - last - 1;
+            }
+            self.tick_seq[idx] = seq;
+        }
+        self.total += 1;
+        if self.measuring {
+            self.hist.record(arrived.saturating_sub(stamp));
         }
     }
 }
@@ -848,6 +899,9 @@ fn run(o: Opts) -> Result<Report, String> {
         reconnect: Vec::new(),
         bc,
         pings: 0,
+        tick_seq: vec![u64::MAX; slots],
+        tick_gaps: 0,
+        joined: None,
         close_timeouts: 0,
         upgrades,
         next_upgrade: 0,
@@ -1164,6 +1218,7 @@ fn report(l: &Logic) -> Report {
             "{} receivers, 1 sender, {} messages of {} B in flight",
             o.connections, o.depth, o.size
         ),
+        Mode::Ticks => format!("{} connections receiving stamped ticks", o.connections),
     };
     let _ = writeln!(h, "{} {}: {what}", o.mode, o.url.text);
     if matches!(o.mode, Mode::Echo | Mode::Broadcast) {
@@ -1241,6 +1296,7 @@ fn report(l: &Logic) -> Report {
             let what = match o.mode {
                 Mode::Handshake => "upgrade",
                 Mode::Broadcast => "delivery",
+                Mode::Ticks => "tick",
                 _ => "round trip",
             };
             let _ = writeln!(
@@ -1366,9 +1422,31 @@ fn report(l: &Logic) -> Report {
                 ("notices", J::Int(bc.notices)),
             ]);
         }
+        if o.mode == Mode::Ticks {
+            if l.tick_gaps > 0 {
+                let _ = writeln!(h, "  gaps        {} ticks skipped", group(l.tick_gaps));
+            }
+            j.push(("tick_gaps", J::Int(l.tick_gaps)));
+        }
     } else {
         let _ = writeln!(h, "  no measured window");
     }
+    if let Some((secs, rss, hwm)) = l.joined {
+        if let (Some(rss), Some(hwm)) = (rss, hwm) {
+            let _ = writeln!(
+                h,
+                "  all open    after {secs:.1} s; server RSS then {} KiB, its peak so far {} KiB",
+                group(rss),
+                group(hwm)
+            );
+        }
+    }
+    let (setup_s, rss_joined, hwm_joined) = l.joined.unwrap_or((f64::NAN, None, None));
+    j.extend([
+        ("setup_s", J::opt_num(Some(setup_s))),
+        ("rss_after_join_kib", J::opt_int(rss_joined)),
+        ("rss_peak_after_join_kib", J::opt_int(hwm_joined)),
+    ]);
     let _ = writeln!(h, "  errors      {}", group(l.errors));
     for (kind, n) in &l.error_kinds {
         let _ = writeln!(h, "    {} x {kind}", group(*n));

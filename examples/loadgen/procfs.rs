@@ -128,6 +128,28 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Peak resident set size of `pid` so far in KiB (`VmHWM` of
+/// `/proc/PID/status`, the "high water mark").
+pub fn hwm_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock every process of
+/// the machine shares (unlike `Instant`, whose origin is private), so a
+/// stamp another process took can be subtracted from it.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists
+    // on every Linux (and the call cannot fail with a valid pointer).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -135,6 +157,9 @@ mod tests {
         assert!(super::clock_ticks() > 0);
         assert!(super::cpu_ticks(None).is_some());
         assert!(super::rss_kib(std::process::id()).unwrap() > 0);
+        assert!(super::hwm_kib(std::process::id()).unwrap() > 0);
+        let t = super::monotonic_ns();
+        assert!(super::monotonic_ns() >= t);
         let me = std::process::id();
         assert!(super::tree_cpu_ticks(me).unwrap() >= super::cpu_ticks(None).unwrap());
         assert!(super::tree_pss_kib(me).unwrap() > 0);

@@ -25,6 +25,14 @@ use crate::buf::pool;
 /// make every later small frame re-allocate a huge buffer.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
+/// Shared frames up to this size are copied into the queue's tail rather
+/// than queued as a chunk of their own: copying 100 bytes costs less than
+/// a chunk does (a reference count up and down, a queue entry, a slice for
+/// the write), and a queued notice takes fewer bytes than its chunk entry
+/// would. Larger frames stay shared (copies would grow the tail buffer
+/// again and again); the flush gathers them (`server/io.rs`).
+pub const COPY_SHARED_UP_TO: usize = 256;
+
 #[derive(Debug)]
 enum Chunk {
     Owned(Vec<u8>),
@@ -129,13 +137,14 @@ impl SendQueue {
         }
     }
 
-    /// Appends bytes shared with other queues (a broadcast frame).
-    pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
-        if bytes.is_empty() {
-            return;
+    /// Appends bytes shared with other queues (a broadcast frame). A small
+    /// frame is copied into the tail instead (see [`COPY_SHARED_UP_TO`]).
+    pub fn push_shared(&mut self, bytes: &Arc<[u8]>) {
+        if bytes.len() <= COPY_SHARED_UP_TO {
+            return self.push(bytes);
         }
         self.len += bytes.len();
-        self.push_chunk(Chunk::Shared(bytes));
+        self.push_chunk(Chunk::Shared(Arc::clone(bytes)));
     }
 
     /// Fills `out` with the queued bytes in order, for a vectored write;
@@ -239,13 +248,14 @@ thread_local! {
     static DEQUES: RefCell<Vec<Box<VecDeque<Chunk>>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Deques kept at most (each holds a 4-chunk buffer, about 128 bytes).
-const MAX_POOLED_DEQUES: usize = 256;
+/// Deques kept at most (each holds an 8-chunk buffer, about 256 bytes):
+/// enough for a broadcast burst to a thousand clients to find one each.
+const MAX_POOLED_DEQUES: usize = 1024;
 
 fn take_deque() -> Box<VecDeque<Chunk>> {
     DEQUES
         .with(|d| d.borrow_mut().pop())
-        .unwrap_or_else(|| Box::new(VecDeque::with_capacity(4)))
+        .unwrap_or_else(|| Box::new(VecDeque::with_capacity(8)))
 }
 
 fn give_deque(deque: Box<VecDeque<Chunk>>) {
@@ -288,25 +298,48 @@ mod tests {
 
     #[test]
     fn coalesces_small_pushes_and_keeps_order_with_shared() {
+        let big: Arc<[u8]> = vec![b'E'; COPY_SHARED_UP_TO + 1].into();
+        let mut expected = b"abcd".to_vec();
+        expected.extend_from_slice(&big);
+        expected.extend_from_slice(b"gh");
         let mut q = SendQueue::new();
         q.push(b"ab");
         q.push(b"cd");
-        q.push_shared(Arc::from(&b"EF"[..]));
+        q.push_shared(&big);
         q.push(b"gh");
-        assert_eq!(q.len(), 8);
+        assert_eq!(q.len(), expected.len());
         assert_eq!(q.chunks(), 3, "first two pushes share a chunk");
-        for step in 1..=8 {
+        assert_eq!(
+            Arc::strong_count(&big),
+            2,
+            "a large frame is shared, not copied"
+        );
+        for step in [1, 2, 3, 7, 1000, 2000] {
             let mut q2 = SendQueue::new();
             q2.push(b"ab");
             q2.push(b"cd");
-            q2.push_shared(Arc::from(&b"EF"[..]));
+            q2.push_shared(&big);
             q2.push(b"gh");
-            assert_eq!(drain(&mut q2, step), b"abcdEFgh");
+            assert_eq!(drain(&mut q2, step), expected);
             assert!(
                 q2.first.is_none() && q2.rest.is_none(),
                 "drained queue frees its memory"
             );
         }
+    }
+
+    #[test]
+    fn small_shared_frames_are_copied_into_one_contiguous_run() {
+        let small: Arc<[u8]> = Arc::from(&b"EF"[..]);
+        let mut q = SendQueue::new();
+        q.push(b"ab");
+        for _ in 0..16 {
+            q.push_shared(&small);
+        }
+        assert_eq!(Arc::strong_count(&small), 1, "copied, not shared");
+        assert!(q.is_contiguous());
+        assert_eq!(q.front().len(), 2 + 32);
+        assert_eq!(drain(&mut q, 5), [&b"ab"[..], &b"EF".repeat(16)].concat());
     }
 
     #[test]

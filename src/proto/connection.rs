@@ -784,7 +784,7 @@ impl Connection {
         if self.close_sent {
             return Err(SendError::Closing);
         }
-        self.out.push_shared(Arc::clone(frame));
+        self.out.push_shared(frame);
         Ok(())
     }
 
@@ -804,13 +804,13 @@ impl Connection {
         if let Some(session) = self.deflate.as_deref() {
             if session.compresses(b.msg.as_bytes().len()) {
                 match session.shared_key() {
-                    Some(key) => self.out.push_shared(Arc::clone(b.compressed(key))),
+                    Some(key) => self.out.push_shared(b.compressed(key)),
                     None => return self.send(b.msg),
                 }
                 return Ok(());
             }
         }
-        self.out.push_shared(Arc::clone(b.plain()));
+        self.out.push_shared(b.plain());
         Ok(())
     }
 

@@ -589,6 +589,20 @@ impl Session {
         })
     }
 
+    /// Queues frames already encoded (plain, unmasked: for connections
+    /// without permessage-deflate), shared with other queues, with the
+    /// send limit applied as to any send.
+    pub(crate) fn send_frames_checked(
+        &mut self,
+        now: Time,
+        config: &Config,
+        frames: &std::sync::Arc<[u8]>,
+    ) -> Sent {
+        self.queue(now.0, config, frames.len(), |conn| {
+            conn.send_shared(frames).is_ok()
+        })
+    }
+
     #[inline]
     fn queue(
         &mut self,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 
 use log::warn;
 use mio::event::Source;
@@ -115,7 +116,26 @@ pub(crate) struct Core<D> {
     pub(super) hub_backlog: VecDeque<(usize, Command)>,
     /// Publishes for other loops dropped with the backlog full.
     pub(super) hub_dropped: u64,
+    /// Frames published to one topic in a row this turn, not yet queued.
+    batch: Option<Batch>,
+    /// The batch's buffer, kept between turns.
+    batch_buf: Vec<u8>,
 }
+
+/// Consecutive publishes to one topic whose members all take the plain
+/// frame: their frames, one after the other, go to each member as one
+/// shared chunk when anything else is about to happen (another topic, a
+/// direct send, a close, a change of members, the end of the turn). A
+/// member then costs one queue entry per turn, not one per message, and
+/// every member's bytes leave in one write, as uWebSockets does it.
+struct Batch {
+    topic: usize,
+    frames: Vec<u8>,
+}
+
+/// Messages larger than this are not batched: they are shared as they are
+/// (a copy into the batch would cost more than the queue entries saved).
+const BATCH_MESSAGE_LIMIT: usize = 16 * 1024;
 
 /// Publishes held for loops whose queue is full, past which they are
 /// dropped (and counted): a loop that stopped polling cannot make the
@@ -178,6 +198,8 @@ impl<D> Core<D> {
             commands,
             hub_backlog: VecDeque::new(),
             hub_dropped: 0,
+            batch: None,
+            batch_buf: Vec::new(),
         }
     }
 
@@ -257,6 +279,9 @@ impl<D> Core<D> {
 
     #[inline]
     pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        if self.batch.is_some() {
+            self.flush_batch();
+        }
         let Core {
             clients,
             config,
@@ -317,6 +342,7 @@ impl<D> Core<D> {
         ids: impl IntoIterator<Item = ConnId>,
         b: &mut Broadcast<'_>,
     ) -> usize {
+        self.flush_batch();
         let now = self.time();
         let mut taken = 0;
         for id in ids {
@@ -341,18 +367,35 @@ impl<D> Core<D> {
     }
 
     pub(crate) fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        // What was published before it joined is not for it.
+        self.flush_batch();
         // Any client still here (in `on_open` it is not open yet); it
         // leaves every topic when it goes, accepted or not.
-        self.client(id).is_some() && self.topics.subscribe(id, topic)
+        let Some(c) = self.client(id) else {
+            return false;
+        };
+        let compressing = c.session.extensions().is_some();
+        self.topics.subscribe(id, topic, compressing)
     }
 
     pub(crate) fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        self.flush_batch();
         self.client(id).is_some() && self.topics.unsubscribe(id, topic)
     }
 
-    /// Queues `b` for every subscriber of `topic` (the frame encoded once,
-    /// its bytes shared); returns how many took it.
-    pub(crate) fn publish(&mut self, topic: &str, b: &mut Broadcast<'_>) -> usize {
+    /// Takes the client in slot `key` out of its topics (it is leaving).
+    pub(super) fn leave_topics(&mut self, key: usize) {
+        self.flush_batch();
+        self.topics.leave_all(key);
+    }
+
+    /// Queues the open batch for its topic's members.
+    pub(super) fn flush_batch(&mut self) {
+        let Some(batch) = self.batch.take() else {
+            return;
+        };
+        let frames: Arc<[u8]> = Arc::from(&batch.frames[..]);
+        self.batch_buf = batch.frames;
         let Core {
             topics,
             clients,
@@ -362,9 +405,59 @@ impl<D> Core<D> {
             ..
         } = self;
         let now = Time(*now_stamp);
-        let mut taken = 0;
         let mut limited = Vec::new();
-        for id in topics.members(topic) {
+        for id in topics.members_of(batch.topic) {
+            let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+                continue;
+            };
+            match c.session.send_frames_checked(now, config, &frames) {
+                Sent::Status(SendStatus::Refused) => {}
+                Sent::Status(_) => {
+                    if !c.is(DIRTY) && c.session.has_pending() {
+                        c.set(DIRTY, true);
+                        dirty.push(id.key());
+                    }
+                }
+                Sent::LimitClosed => limited.push(id),
+            }
+        }
+        for id in limited {
+            self.limit_closed(id);
+        }
+    }
+
+    /// Queues `b` for every subscriber of `topic` (the frame encoded once,
+    /// its bytes shared, or batched with the topic's other messages of this
+    /// turn); returns how many subscribers the topic has here.
+    pub(crate) fn publish(&mut self, topic: &str, b: &mut Broadcast<'_>) -> usize {
+        let Some(t) = self.topics.find(topic) else {
+            return 0;
+        };
+        if self.topics.all_plain(t) && b.message().as_bytes().len() <= BATCH_MESSAGE_LIMIT {
+            if self.batch.as_ref().is_some_and(|open| open.topic != t) {
+                self.flush_batch();
+            }
+            let buf = &mut self.batch_buf;
+            let batch = self.batch.get_or_insert_with(|| {
+                let mut frames = std::mem::take(buf);
+                frames.clear();
+                Batch { topic: t, frames }
+            });
+            batch.frames.extend_from_slice(b.plain());
+            return self.topics.len_of(t);
+        }
+        self.flush_batch();
+        let Core {
+            topics,
+            clients,
+            config,
+            dirty,
+            now_stamp,
+            ..
+        } = self;
+        let now = Time(*now_stamp);
+        let mut limited = Vec::new();
+        for id in topics.members_of(t) {
             let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
                 continue;
             };
@@ -375,15 +468,15 @@ impl<D> Core<D> {
                         c.set(DIRTY, true);
                         dirty.push(id.key());
                     }
-                    taken += 1;
                 }
                 Sent::LimitClosed => limited.push(id),
             }
         }
+        let n = self.topics.len_of(t);
         for id in limited {
             self.limit_closed(id);
         }
-        taken
+        n
     }
 
     /// The send limit just closed `id`: say so, schedule its close frame
@@ -400,6 +493,7 @@ impl<D> Core<D> {
     }
 
     pub(crate) fn close(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
+        self.flush_batch();
         let Core {
             clients, now_stamp, ..
         } = self;

@@ -664,7 +664,7 @@ impl<H: Handler> Server<H> {
         let Some(client) = self.core.clients.try_remove(key) else {
             return;
         };
-        self.core.topics.leave_all(key);
+        self.core.leave_topics(key);
         #[cfg(feature = "tls")]
         if client.is(core::TLS) {
             if let Some(mut tls) = self.core.tls.get_mut(key).and_then(Option::take) {

@@ -20,7 +20,11 @@ use crate::id::ConnId;
 
 struct Topic {
     name: Box<str>,
-    members: Slab<ConnId>,
+    /// Each member, and whether it speaks permessage-deflate (its frames
+    /// may differ from the plain one).
+    members: Slab<(ConnId, bool)>,
+    /// Members that speak permessage-deflate.
+    compressing: usize,
 }
 
 /// Every topic of one loop and every client's subscriptions.
@@ -35,8 +39,9 @@ pub(super) struct Topics {
 }
 
 impl Topics {
-    /// Subscribes client `id` to `name`; false if it already was.
-    pub(super) fn subscribe(&mut self, id: ConnId, name: &str) -> bool {
+    /// Subscribes client `id` to `name` (`compressing`: it speaks
+    /// permessage-deflate); false if it already was.
+    pub(super) fn subscribe(&mut self, id: ConnId, name: &str, compressing: bool) -> bool {
         let key = id.key();
         let t = match self.by_name.get(name) {
             Some(&t) => {
@@ -53,12 +58,15 @@ impl Topics {
                 let t = self.topics.insert(Topic {
                     name: name.into(),
                     members: Slab::new(),
+                    compressing: 0,
                 });
                 self.by_name.insert(name.into(), t);
                 t
             }
         };
-        let slot = self.topics[t].members.insert(id);
+        let topic = &mut self.topics[t];
+        let slot = topic.members.insert((id, compressing));
+        topic.compressing += usize::from(compressing);
         if self.subs.len() <= key {
             self.subs.resize_with(key + 1, Vec::new);
         }
@@ -94,19 +102,44 @@ impl Topics {
 
     fn leave(&mut self, t: usize, slot: usize) {
         let topic = &mut self.topics[t];
-        topic.members.remove(slot);
+        let (_, compressing) = topic.members.remove(slot);
+        topic.compressing -= usize::from(compressing);
         if topic.members.is_empty() {
             let topic = self.topics.remove(t);
             self.by_name.remove(&topic.name);
         }
     }
 
-    /// The members of `name` (none if nobody is subscribed).
-    pub(super) fn members(&self, name: &str) -> impl Iterator<Item = ConnId> + '_ {
-        self.by_name
-            .get(name)
+    /// The index of topic `name`, while it has members.
+    pub(super) fn find(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The members of topic `t` (none if it is gone).
+    pub(super) fn members_of(&self, t: usize) -> impl Iterator<Item = ConnId> + '_ {
+        self.topics
+            .get(t)
             .into_iter()
-            .flat_map(|&t| self.topics[t].members.iter().map(|(_, &id)| id))
+            .flat_map(|topic| topic.members.iter().map(|(_, &(id, _))| id))
+    }
+
+    /// Whether every member of topic `t` takes the plain frame (none speaks
+    /// permessage-deflate).
+    pub(super) fn all_plain(&self, t: usize) -> bool {
+        self.topics
+            .get(t)
+            .is_some_and(|topic| topic.compressing == 0)
+    }
+
+    /// How many members topic `t` has.
+    pub(super) fn len_of(&self, t: usize) -> usize {
+        self.topics.get(t).map_or(0, |topic| topic.members.len())
+    }
+
+    /// The members of `name` (none if nobody is subscribed).
+    #[cfg(test)]
+    fn members(&self, name: &str) -> impl Iterator<Item = ConnId> + '_ {
+        self.find(name).into_iter().flat_map(|t| self.members_of(t))
     }
 
     /// How many clients are subscribed to `name`.
@@ -142,16 +175,20 @@ mod tests {
     #[test]
     fn members_join_and_leave_both_ways() {
         let mut t = Topics::default();
-        assert!(t.subscribe(id(0), "a"));
-        assert!(!t.subscribe(id(0), "a"), "twice is once");
-        assert!(t.subscribe(id(3), "a"));
-        assert!(t.subscribe(id(3), "b"));
+        assert!(t.subscribe(id(0), "a", false));
+        assert!(!t.subscribe(id(0), "a", false), "twice is once");
+        assert!(t.subscribe(id(3), "a", true));
+        assert!(t.subscribe(id(3), "b", false));
+        let a = t.find("a").unwrap();
+        assert!(!t.all_plain(a), "one member compresses");
         assert_eq!(t.members("a").collect::<Vec<_>>(), [id(0), id(3)]);
         assert_eq!(t.of(3).collect::<Vec<_>>(), ["a", "b"]);
         assert!(t.unsubscribe(id(0), "a"));
         assert!(!t.unsubscribe(id(0), "a"));
         assert!(!t.unsubscribe(id(0), "nope"));
         assert_eq!(t.count("a"), 1);
+        assert!(!t.all_plain(a));
+        assert!(t.all_plain(t.find("b").unwrap()));
         t.leave_all(3);
         assert_eq!(t.count("a"), 0);
         assert_eq!(t.len(), 0, "empty topics are dropped");
@@ -162,11 +199,15 @@ mod tests {
     #[test]
     fn a_slot_reused_by_a_new_client_starts_with_no_topics() {
         let mut t = Topics::default();
-        t.subscribe(id(1), "x");
+        t.subscribe(id(1), "x", true);
         t.leave_all(1);
         let next = ConnId::new(1, 2);
         assert_eq!(t.of(1).count(), 0);
-        assert!(t.subscribe(next, "x"));
+        assert!(t.subscribe(next, "x", false));
+        assert!(
+            t.all_plain(t.find("x").unwrap()),
+            "the compressing member left"
+        );
         assert_eq!(t.members("x").collect::<Vec<_>>(), [next]);
     }
 }
