@@ -120,6 +120,30 @@ pub(crate) struct Core<D> {
     batch: Option<Batch>,
     /// The batch's buffer, kept between turns.
     batch_buf: Vec<u8>,
+    /// Memory that sends to many clients took since the last flush: per
+    /// recipient, the bytes copied into its queue or its queue entry (see
+    /// [`per_recipient`]). Past [`TURN_QUEUE_BUDGET`] the loop flushes
+    /// before the turn ends (`Server::flush_if_over_budget`).
+    pub(super) queued_turn: usize,
+}
+
+/// Memory a turn's sends to many clients may hold (see `queued_turn`)
+/// before the loop flushes in the middle of the turn. Without it, a turn
+/// that accepts hundreds of clients whose joins are announced to thousands
+/// of others holds every one of those notices at once (29 MiB at the peak
+/// of a 10,000-client join; 2 MiB of budget: BENCHMARKS.md). Shared
+/// frames cost a queue entry per recipient, so coalescing large
+/// broadcasts is not cut short by it.
+pub(super) const TURN_QUEUE_BUDGET: usize = 2 * 1024 * 1024;
+
+/// What queuing a frame of `len` bytes costs one recipient: its copy when
+/// it is copied into the queue, else a queue entry.
+fn per_recipient(len: usize) -> usize {
+    if len <= crate::buf::send_queue::COPY_SHARED_UP_TO {
+        len
+    } else {
+        std::mem::size_of::<usize>() * 4
+    }
 }
 
 /// Consecutive publishes to one topic whose members all take the plain
@@ -200,6 +224,7 @@ impl<D> Core<D> {
             hub_dropped: 0,
             batch: None,
             batch_buf: Vec::new(),
+            queued_turn: 0,
         }
     }
 
@@ -363,6 +388,7 @@ impl<D> Core<D> {
                 }
             }
         }
+        self.queued_turn += taken * per_recipient(b.message().as_bytes().len());
         taken
     }
 
@@ -406,6 +432,7 @@ impl<D> Core<D> {
         } = self;
         let now = Time(*now_stamp);
         let mut limited = Vec::new();
+        let mut taken = 0;
         for id in topics.members_of(batch.topic) {
             let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
                 continue;
@@ -417,10 +444,12 @@ impl<D> Core<D> {
                         c.set(DIRTY, true);
                         dirty.push(id.key());
                     }
+                    taken += 1;
                 }
                 Sent::LimitClosed => limited.push(id),
             }
         }
+        self.queued_turn += taken * per_recipient(frames.len());
         for id in limited {
             self.limit_closed(id);
         }
@@ -473,6 +502,7 @@ impl<D> Core<D> {
             }
         }
         let n = self.topics.len_of(t);
+        self.queued_turn += n * per_recipient(b.message().as_bytes().len());
         for id in limited {
             self.limit_closed(id);
         }

@@ -113,6 +113,16 @@ fn write_last(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 }
 
 impl<H: Handler> Server<H> {
+    /// Flushes now when what this turn broadcast and published so far
+    /// passed [`TURN_QUEUE_BUDGET`](super::core::TURN_QUEUE_BUDGET): the
+    /// bytes go to the kernel instead of waiting, all at once, for the end
+    /// of the turn.
+    pub(super) fn flush_if_over_budget(&mut self) {
+        if self.core.queued_turn > super::core::TURN_QUEUE_BUDGET {
+            self.flush_dirty();
+        }
+    }
+
     /// Reads what `key` has sent until its socket is drained (or its turn is
     /// over). A short read means the socket is drained; new data raises a
     /// new edge, except a FIN that arrived with this event (`read_closed`).
@@ -187,6 +197,7 @@ impl<H: Handler> Server<H> {
     pub(super) fn flush_dirty(&mut self) {
         // The turn's last publishes join their members' queues first.
         self.core.flush_batch();
+        self.core.queued_turn = 0;
         while let Some(key) = self.core.dirty.pop() {
             if let Some(c) = self.core.clients.get_mut(key) {
                 c.set(DIRTY, false);

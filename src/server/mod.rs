@@ -373,6 +373,7 @@ impl<H: Handler> Server<H> {
                 }
                 Command::Publish(topic, msg) => {
                     self.core.publish(&topic, &mut Broadcast::encoded(&msg));
+                    self.flush_if_over_budget();
                 }
                 Command::Close(id, code, reason) => {
                     self.core.close(id, code, &reason);
@@ -437,6 +438,7 @@ impl<H: Handler> Server<H> {
             pos += used;
             if let Some(action) = action {
                 self.act(ConnId::new(key, gen), action);
+                self.flush_if_over_budget();
             }
         }
         self.settle(key);
