@@ -31,7 +31,7 @@ usage: ticker [--listen ADDR] [--threads N] [--interval DUR] [--max-clients N]
 
   --listen ADDR      where to listen [default 127.0.0.1:9003]
   --threads N        loops, each on its own thread (SO_REUSEPORT), linked [default 1]
-  --interval DUR     time between ticks: 1ms, 250us, 0.5s, 2 (seconds) [default 1ms]
+  --interval DUR     time between ticks: 1ms, 250us, 1s [default 1ms]
   --max-clients N    clients at once, over every loop [default 20000]
 
 Every client is subscribed to \"ticks\"; a thread of its own publishes
@@ -63,22 +63,12 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// `1ms`, `250us`, `0.5s`, `2` (seconds).
+/// `1ms`, `250us`, `1s` (humantime's durations, as the binary's flags).
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        _ => return Err(format!("{s:?}: unknown unit (s, ms, us)")),
-    };
-    match Duration::try_from_secs_f64(n * scale) {
+    match humantime::parse_duration(s) {
         Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!("{s:?}: out of range")),
+        Ok(_) => Err(format!("{s:?}: the interval must be more than zero")),
+        Err(e) => Err(format!("{s:?}: {e}")),
     }
 }
 

@@ -136,6 +136,37 @@ pub(crate) struct Core<D> {
 /// broadcasts is not cut short by it.
 pub(super) const TURN_QUEUE_BUDGET: usize = 2 * 1024 * 1024;
 
+/// Queues with `push` (a session's checked send of a shared form) for
+/// every id in `ids` still here, puts each that took it on the dirty list,
+/// and collects those its send limit closed in `limited` (the caller says
+/// so once it may borrow the core again); returns how many took it.
+fn fan_out<D>(
+    clients: &mut Slab<Client<D>>,
+    dirty: &mut Vec<usize>,
+    ids: impl IntoIterator<Item = ConnId>,
+    limited: &mut Vec<ConnId>,
+    mut push: impl FnMut(&mut Session) -> Sent,
+) -> usize {
+    let mut taken = 0;
+    for id in ids {
+        let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+            continue;
+        };
+        match push(&mut c.session) {
+            Sent::Status(SendStatus::Refused) => {}
+            Sent::Status(_) => {
+                if !c.is(DIRTY) && c.session.has_pending() {
+                    c.set(DIRTY, true);
+                    dirty.push(id.key());
+                }
+                taken += 1;
+            }
+            Sent::LimitClosed => limited.push(id),
+        }
+    }
+    taken
+}
+
 /// What queuing a frame of `len` bytes costs one recipient: its copy when
 /// it is copied into the queue, else a queue entry.
 fn per_recipient(len: usize) -> usize {
@@ -368,25 +399,20 @@ impl<D> Core<D> {
         b: &mut Broadcast<'_>,
     ) -> usize {
         self.flush_batch();
-        let now = self.time();
-        let mut taken = 0;
-        for id in ids {
-            let Some(c) = self.clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
-                continue;
-            };
-            match c.session.send_broadcast_checked(now, &self.config, b) {
-                Sent::Status(SendStatus::Refused) => {}
-                Sent::Status(_) => {
-                    if !c.is(DIRTY) && c.session.has_pending() {
-                        c.set(DIRTY, true);
-                        self.dirty.push(id.key());
-                    }
-                    taken += 1;
-                }
-                Sent::LimitClosed => {
-                    self.limit_closed(id);
-                }
-            }
+        let Core {
+            clients,
+            config,
+            dirty,
+            now_stamp,
+            ..
+        } = self;
+        let now = Time(*now_stamp);
+        let mut limited = Vec::new();
+        let taken = fan_out(clients, dirty, ids, &mut limited, |session| {
+            session.send_broadcast_checked(now, config, b)
+        });
+        for id in limited {
+            self.limit_closed(id);
         }
         self.queued_turn += taken * per_recipient(b.message().as_bytes().len());
         taken
@@ -432,23 +458,13 @@ impl<D> Core<D> {
         } = self;
         let now = Time(*now_stamp);
         let mut limited = Vec::new();
-        let mut taken = 0;
-        for id in topics.members_of(batch.topic) {
-            let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
-                continue;
-            };
-            match c.session.send_frames_checked(now, config, &frames) {
-                Sent::Status(SendStatus::Refused) => {}
-                Sent::Status(_) => {
-                    if !c.is(DIRTY) && c.session.has_pending() {
-                        c.set(DIRTY, true);
-                        dirty.push(id.key());
-                    }
-                    taken += 1;
-                }
-                Sent::LimitClosed => limited.push(id),
-            }
-        }
+        let taken = fan_out(
+            clients,
+            dirty,
+            topics.members_of(batch.topic),
+            &mut limited,
+            |session| session.send_frames_checked(now, config, &frames),
+        );
         self.queued_turn += taken * per_recipient(frames.len());
         for id in limited {
             self.limit_closed(id);
@@ -486,21 +502,13 @@ impl<D> Core<D> {
         } = self;
         let now = Time(*now_stamp);
         let mut limited = Vec::new();
-        for id in topics.members_of(t) {
-            let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
-                continue;
-            };
-            match c.session.send_broadcast_checked(now, config, b) {
-                Sent::Status(SendStatus::Refused) => {}
-                Sent::Status(_) => {
-                    if !c.is(DIRTY) && c.session.has_pending() {
-                        c.set(DIRTY, true);
-                        dirty.push(id.key());
-                    }
-                }
-                Sent::LimitClosed => limited.push(id),
-            }
-        }
+        fan_out(
+            clients,
+            dirty,
+            topics.members_of(t),
+            &mut limited,
+            |session| session.send_broadcast_checked(now, config, b),
+        );
         let n = self.topics.len_of(t);
         self.queued_turn += n * per_recipient(b.message().as_bytes().len());
         for id in limited {
