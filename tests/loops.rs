@@ -182,3 +182,95 @@ fn max_clients_counts_every_loop() {
     handle.shutdown();
     t.join().unwrap().unwrap();
 }
+
+/// Threads send through a handle to a steady client on each loop while
+/// clients come and go on both: each steady client gets every message of
+/// every thread, in each thread's order, and a send to a closed id never
+/// reaches the client that took its slot (on either loop).
+#[test]
+fn many_threads_send_across_loops_while_clients_come_and_go() {
+    const THREADS: usize = 3;
+    const PER_THREAD: usize = 200;
+    let r = room();
+    let loops = Loops::bind(localhost(), 2, Config::default(), |_| r.clone()).unwrap();
+    let addr = loops.local_addr();
+    let handle = loops.handle();
+    let server = std::thread::spawn(move || loops.run());
+    // One steady client on each loop (the kernel picks: open until both
+    // have one; the others are closed again).
+    let mut steady: Vec<Option<(ConnId, RawClient)>> = vec![None, None];
+    let mut tries = 0;
+    while steady.iter().any(Option::is_none) {
+        let c = RawClient::open_blocking(addr, "/");
+        let id = *r.opened.lock().unwrap().last().unwrap();
+        if steady[id.loop_index()].is_none() {
+            steady[id.loop_index()] = Some((id, c));
+        }
+        tries += 1;
+        assert!(tries < 200, "SO_REUSEPORT never picked the other loop");
+    }
+    let steady_ids: Vec<ConnId> = steady.iter().map(|s| s.as_ref().unwrap().0).collect();
+    let churn_ids = Arc::new(Mutex::new(Vec::<ConnId>::new()));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (handle, ids, churn) = (handle.clone(), steady_ids.clone(), churn_ids.clone());
+            std::thread::spawn(move || {
+                for n in 0..PER_THREAD {
+                    for &id in &ids {
+                        loop {
+                            match handle.send(id, Message::Text(&format!("{t}:{n}"))) {
+                                Ok(()) => break,
+                                Err(HandleError::Full) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                    let last = churn.lock().unwrap().last().copied();
+                    if let Some(id) = last {
+                        let _ = handle.send(id, Message::Text(&format!("churn {id}")));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Clients come and go meanwhile; each checks that every "churn" it
+    // gets names it.
+    for _ in 0..40 {
+        let mut c = RawClient::open_blocking(addr, "/");
+        let id = *r.opened.lock().unwrap().last().unwrap();
+        churn_ids.lock().unwrap().push(id);
+        c.write_blocking(&close(1000, ""));
+        loop {
+            let f = c.frame_blocking();
+            if f.opcode == CLOSE {
+                break;
+            }
+            if let Some(to) = f.text().strip_prefix("churn ") {
+                assert_eq!(
+                    to,
+                    id.to_string(),
+                    "a send for an earlier client reached {id}"
+                );
+            }
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    for (id, c) in steady.iter_mut().map(|s| s.as_mut().unwrap()) {
+        let mut next = [0usize; THREADS];
+        while next.iter().sum::<usize>() < THREADS * PER_THREAD {
+            let f = c.frame_blocking();
+            let text = f.text();
+            if text.starts_with("churn") {
+                panic!("{id} got a send meant for another: {text}");
+            }
+            let (t, n) = text.split_once(':').unwrap();
+            let (t, n): (usize, usize) = (t.parse().unwrap(), n.parse().unwrap());
+            assert_eq!(n, next[t], "{id}: thread {t}'s messages lost or reordered");
+            next[t] += 1;
+        }
+    }
+    handle.shutdown();
+    server.join().unwrap().unwrap();
+}
