@@ -103,7 +103,12 @@ impl<D> Ctx<'_, D> {
     /// does (with permessage-deflate, compressed once per parameter set
     /// for clients without server context takeover, and once per client
     /// for those with it: broadcast-heavy servers should offer
-    /// `server_no_context_takeover`). Returns how many subscribers took it.
+    /// `server_no_context_takeover`). Consecutive publishes to one topic
+    /// whose subscribers all take the plain frame are queued together, one
+    /// chunk per subscriber, when anything else happens or the turn ends;
+    /// the order of everything a client is sent stays as it was made.
+    /// Returns how many subscribers the topic has (a closing one among
+    /// them refuses it).
     ///
     /// With linked loops ([`Loops`](crate::Loops)) the same bytes also go
     /// to every other loop, whose subscribers get them when it next turns;
