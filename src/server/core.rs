@@ -125,6 +125,11 @@ pub(crate) struct Core<D> {
     /// [`per_recipient`]). Past [`TURN_QUEUE_BUDGET`] the loop flushes
     /// before the turn ends (`Server::flush_if_over_budget`).
     pub(super) queued_turn: usize,
+    /// This turn's publishes to one topic, for the other linked loops:
+    /// sent as one command per loop when the topic changes, a send goes to
+    /// another loop, or the turn ends (so the other loop, too, writes each
+    /// receiver once for the lot).
+    outbox: Option<(Box<str>, Vec<EncodedMessage>)>,
 }
 
 /// Memory a turn's sends to many clients may hold (see `queued_turn`)
@@ -256,6 +261,7 @@ impl<D> Core<D> {
             batch: None,
             batch_buf: Vec::new(),
             queued_turn: 0,
+            outbox: None,
         }
     }
 
@@ -546,6 +552,8 @@ impl<D> Core<D> {
     /// A send to another loop's client, through the hub.
     #[cold]
     pub(crate) fn send_elsewhere(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        // After this turn's publishes: that loop gets them in order.
+        self.flush_outbox();
         let inbox = self
             .commands
             .hub()
@@ -559,26 +567,41 @@ impl<D> Core<D> {
     /// Sends a publish made on this loop to every other linked loop: the
     /// frame's bytes as they are, for each loop to queue.
     pub(crate) fn forward_publish(&mut self, topic: &str, b: &mut Broadcast<'_>) {
+        if self.commands.hub().is_none() {
+            return;
+        }
+        if self.outbox.as_ref().is_some_and(|(t, _)| &**t != topic) {
+            self.flush_outbox();
+        }
+        let msg = b.to_encoded();
+        self.outbox
+            .get_or_insert_with(|| (topic.into(), Vec::new()))
+            .1
+            .push(msg);
+    }
+
+    /// Sends the outbox's publishes to every other linked loop: the frames'
+    /// bytes as they are, for each loop to queue.
+    pub(super) fn flush_outbox(&mut self) {
+        let Some((topic, msgs)) = self.outbox.take() else {
+            return;
+        };
         let Some(hub) = self.commands.hub().cloned() else {
             return;
         };
-        let msg = b.to_encoded();
         for (i, inbox) in hub.inboxes.iter().enumerate() {
             if i == self.index as usize {
                 continue;
             }
-            let command = Command::Publish(topic.into(), msg.clone());
+            let command = Command::PublishMany(topic.clone(), msgs.clone());
             if !self.hub_backlog.is_empty() {
                 self.hold(i, command); // behind what waits already: in order
                 continue;
             }
-            match inbox.push(command) {
+            match inbox.try_push(command) {
                 Ok(()) => {}
-                Err(super::HandleError::Full) => {
-                    let command = Command::Publish(topic.into(), msg.clone());
-                    self.hold(i, command);
-                }
-                Err(super::HandleError::Closed) => {} // that loop has shut down
+                Err(Some(command)) => self.hold(i, command),
+                Err(None) => {} // that loop has shut down
             }
         }
     }

@@ -81,6 +81,8 @@ impl std::fmt::Debug for ShutdownHandle {
 pub(crate) enum Command {
     Send(ConnId, EncodedMessage),
     Publish(Box<str>, EncodedMessage),
+    /// Another loop's publishes to one topic in one turn, in order.
+    PublishMany(Box<str>, Vec<EncodedMessage>),
     Close(ConnId, u16, Box<str>),
     #[cfg(feature = "tls")]
     Tls(Arc<rustls::ServerConfig>),

@@ -195,8 +195,10 @@ impl<H: Handler> Server<H> {
     }
 
     pub(super) fn flush_dirty(&mut self) {
-        // The turn's last publishes join their members' queues first.
+        // The turn's last publishes join their members' queues first, and
+        // go to the other loops.
         self.core.flush_batch();
+        self.core.flush_outbox();
         self.core.queued_turn = 0;
         while let Some(key) = self.core.dirty.pop() {
             if let Some(c) = self.core.clients.get_mut(key) {

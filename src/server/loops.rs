@@ -7,7 +7,7 @@
 //!           ┌─ loop 0: Poll, listener (SO_REUSEPORT), slab, topics ─┐
 //! kernel ───┼─ loop 1: ...                                          ├── hub: every loop's inbox
 //!           └─ loop N-1                                             ┘
-//! Ctx::publish on loop i ──► its subscribers ──► the same frame bytes (Arc) ──► every other loop's inbox
+//! Ctx::publish on loop i ──► its subscribers; the turn's frames (Arc) ──► one command per other loop's inbox
 //! Ctx::send / LoopHandle::send to a ConnId ──► the inbox of the loop the id names
 //! ```
 //!

@@ -375,6 +375,12 @@ impl<H: Handler> Server<H> {
                     self.core.publish(&topic, &mut Broadcast::encoded(&msg));
                     self.flush_if_over_budget();
                 }
+                Command::PublishMany(topic, msgs) => {
+                    for msg in &msgs {
+                        self.core.publish(&topic, &mut Broadcast::encoded(msg));
+                    }
+                    self.flush_if_over_budget();
+                }
                 Command::Close(id, code, reason) => {
                     self.core.close(id, code, &reason);
                 }
