@@ -185,6 +185,10 @@ impl<H: Handler> Server<H> {
     /// is owed (a reply, the close echo) before closing; the session says
     /// when it is over.
     pub(super) fn on_eof(&mut self, key: usize) {
+        // What this turn published is in the client's queue before the
+        // session decides whether anything is left to write (a client that
+        // sends a message to its own topic and half-closes gets it back).
+        self.core.flush_batch();
         self.flush(key);
         let now = self.core.time();
         let Some(c) = self.core.clients.get_mut(key) else {
