@@ -154,6 +154,22 @@ fn publishes_sends_and_subscriptions_in_one_turn_keep_their_order() {
 }
 
 #[test]
+fn a_publish_read_just_before_a_close_frame_still_reaches_the_closer() {
+    let mut server = board();
+    let mut a = RawClient::open(&mut server, "/?t");
+    let mut b = RawClient::open(&mut server, "/?t");
+    // Both frames in one write: read in one turn.
+    a.send(&[text("pub t last words"), close(1000, "bye")].concat());
+    assert_eq!(
+        a.frame(&mut server).text(),
+        "last words",
+        "before the close reply"
+    );
+    assert_eq!(a.frame(&mut server).close_code(), 1000);
+    assert_eq!(b.frame(&mut server).text(), "last words");
+}
+
+#[test]
 fn a_closing_client_leaves_every_topic_and_its_slot_successor_starts_clean() {
     let mut server = board();
     let mut a = RawClient::open(&mut server, "/?x,y");

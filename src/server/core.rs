@@ -447,6 +447,12 @@ impl<D> Core<D> {
         self.topics.leave_all(key);
     }
 
+    /// Whether publishes wait in an open batch.
+    #[inline]
+    pub(super) fn has_batch(&self) -> bool {
+        self.batch.is_some()
+    }
+
     /// Queues the open batch for its topic's members.
     pub(super) fn flush_batch(&mut self) {
         let Some(batch) = self.batch.take() else {

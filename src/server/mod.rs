@@ -440,6 +440,16 @@ impl<H: Handler> Server<H> {
                 return;
             };
             let gen = c.gen;
+            if bytes[pos] & 0x0f == 0x8 && self.core.has_batch() {
+                // What looks like a close frame's first byte: what this
+                // turn published goes into the queues first, ahead of the
+                // close reply the session is about to queue. (A payload
+                // byte that only looks like it costs an early flush.)
+                self.core.flush_batch();
+            }
+            let Some(c) = self.core.clients.get_mut(key) else {
+                return;
+            };
             let (used, action) = c.session.read(now, &self.core.config, &mut bytes[pos..]);
             pos += used;
             if let Some(action) = action {
