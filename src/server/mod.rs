@@ -436,11 +436,7 @@ impl<H: Handler> Server<H> {
         let now = self.core.time();
         let mut pos = 0;
         while pos < bytes.len() {
-            let Some(c) = self.core.clients.get_mut(key) else {
-                return;
-            };
-            let gen = c.gen;
-            if bytes[pos] & 0x0f == 0x8 && self.core.has_batch() {
+            if self.core.has_batch() && bytes[pos] & 0x0f == 0x8 {
                 // What looks like a close frame's first byte: what this
                 // turn published goes into the queues first, ahead of the
                 // close reply the session is about to queue. (A payload
@@ -450,6 +446,7 @@ impl<H: Handler> Server<H> {
             let Some(c) = self.core.clients.get_mut(key) else {
                 return;
             };
+            let gen = c.gen;
             let (used, action) = c.session.read(now, &self.core.config, &mut bytes[pos..]);
             pos += used;
             if let Some(action) = action {
