@@ -2104,3 +2104,26 @@ mod deflate {
         assert_eq!(conn.deflate(), Some(&agreed));
     }
 }
+
+#[test]
+fn may_read_close_sees_a_close_begun_in_an_earlier_read() {
+    let mut conn = server();
+    let close = Frame::close(1000, "bye").encode();
+    let msg = Frame::text("hi").encode();
+    assert!(conn.may_read_close(&close));
+    assert!(!conn.may_read_close(&msg));
+    assert!(!conn.may_read_close(&[]));
+    // One byte of the header held: the next input is the header's rest.
+    feed(&mut conn, &close[..1]);
+    assert!(conn.may_read_close(&close[1..]));
+    // The header whole, the payload partly read: a close in progress.
+    let mut conn = server();
+    feed(&mut conn, &close[..close.len() - 2]);
+    assert!(conn.may_read_close(&close[close.len() - 2..]));
+    // A text frame in progress whose next byte only looks like a close.
+    let mut conn = server();
+    feed(&mut conn, &msg[..msg.len() - 1]);
+    assert!(!conn.may_read_close(&[0x88]));
+    feed(&mut conn, &msg[msg.len() - 1..]);
+    assert!(conn.may_read_close(&[0x88]));
+}

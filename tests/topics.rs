@@ -8,6 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use support::*;
+use wsloop::clock::ManualClock;
 use wsloop::{
     Config, ConnId, Ctx, Decision, HandleError, Handler, LoopHandle, Message, Request, Server,
 };
@@ -167,6 +168,32 @@ fn a_publish_read_just_before_a_close_frame_still_reaches_the_closer() {
     );
     assert_eq!(a.frame(&mut server).close_code(), 1000);
     assert_eq!(b.frame(&mut server).text(), "last words");
+}
+
+#[test]
+fn a_publish_in_the_turn_a_timeout_closes_a_member_still_reaches_it_first() {
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_secs(10));
+    let mut server = Server::bind(localhost(), config, Board::default()).unwrap();
+    let clock = ManualClock::new();
+    server.set_clock(clock.clone());
+    let mut a = RawClient::open(&mut server, "/?t");
+    let mut b = RawClient::open(&mut server, "/");
+    clock.advance(Duration::from_secs(10));
+    step(&mut server, 3);
+    assert_eq!(a.frame(&mut server).opcode, PING);
+    assert_eq!(b.frame(&mut server).opcode, PING);
+    // A stays silent past its ping: its idle close falls due in the turn
+    // that reads b's publish (timers run after the reads).
+    clock.advance(Duration::from_secs(10));
+    b.send(&text("pub t before the timeout's close"));
+    step(&mut server, 1);
+    assert_eq!(
+        a.frame(&mut server).text(),
+        "before the timeout's close",
+        "published in the same turn, so ahead of the close"
+    );
+    assert_eq!(a.frame(&mut server).close_code(), 1001);
 }
 
 #[test]

@@ -901,6 +901,19 @@ impl Connection {
         pool::give(buf);
     }
 
+    /// Whether reading `input` next may answer a close frame: the frame
+    /// being read is a close, or the next header (partly held from an
+    /// earlier read, or starting `input`) says so. A false "may" only
+    /// costs the caller an early flush of what it was holding back.
+    pub fn may_read_close(&self, input: &[u8]) -> bool {
+        let first = match (&self.frame, self.header_len) {
+            (Some(frame), _) => return frame.op == OpCode::Close,
+            (None, 0) => input.first(),
+            (None, _) => self.header.first(),
+        };
+        first.is_some_and(|b| b & 0x0f == 0x8) // the close opcode
+    }
+
     /// Whether data messages can still be sent (no close frame sent yet).
     pub fn is_open(&self) -> bool {
         !self.close_sent

@@ -818,6 +818,14 @@ impl Session {
         self.accepted
     }
 
+    /// Whether reading `input` next may queue the reply to a close frame
+    /// (see [`Connection::may_read_close`]): a caller holding messages
+    /// back for this client queues them first, so they go out ahead of
+    /// the close.
+    pub fn may_read_close(&self, input: &[u8]) -> bool {
+        matches!(&self.state, State::Open(c) if c.may_read_close(input))
+    }
+
     /// Whether data messages can be sent: accepted and not closing.
     #[inline]
     pub fn is_open(&self) -> bool {

@@ -50,7 +50,7 @@ use self::handle::{Command, Commands};
 pub use self::handle::{HandleError, LoopHandle, ShutdownHandle};
 pub use self::handler::{Decision, Handler};
 use self::io::Peer;
-pub use self::loops::{reuse_port_listeners, LoopThreads, Loops, MAX_LOOPS};
+pub use self::loops::{reuse_port_listeners, Balance, LoopThreads, Loops, MAX_LOOPS};
 pub use self::source::SourceId;
 pub use self::stats::Stats;
 use self::timers::Due;
@@ -106,6 +106,9 @@ pub struct Server<H: Handler> {
     commands_left: bool,
     done: bool,
     accept_paused: bool,
+    /// The loop that gets the next accepted connection, when linked loops
+    /// share one listener.
+    next_loop: usize,
 }
 
 impl<H: Handler> Server<H> {
@@ -123,10 +126,21 @@ impl<H: Handler> Server<H> {
             Some(poll),
             registry,
             0..usize::MAX,
-            listener,
+            Some(listener),
             config,
             handler,
         )
+    }
+
+    /// Builds a server with its own `Poll` and no listener: it accepts
+    /// nothing itself. Linked by [`Loops::link`] with one that listens, it
+    /// serves the connections that loop accepts and hands round to every
+    /// loop (how loops share a port where the kernel does not spread
+    /// connections, see [`Loops`]).
+    pub fn without_listener(config: Config, handler: H) -> stdio::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        Self::build(Some(poll), registry, 0..usize::MAX, None, config, handler)
     }
 
     /// Builds a server inside a host's loop: it registers the listener and
@@ -152,7 +166,7 @@ impl<H: Handler> Server<H> {
             None,
             registry.try_clone()?,
             tokens,
-            listener,
+            Some(listener),
             config,
             handler,
         )
@@ -162,7 +176,7 @@ impl<H: Handler> Server<H> {
         poll: Option<Poll>,
         registry: Registry,
         tokens: Range<usize>,
-        mut listener: TcpListener,
+        mut listener: Option<TcpListener>,
         config: Config,
         handler: H,
     ) -> stdio::Result<Self> {
@@ -170,11 +184,15 @@ impl<H: Handler> Server<H> {
             .validate()
             .map_err(|e| stdio::Error::new(stdio::ErrorKind::InvalidInput, e))?;
         let tokens = Tokens::new(tokens);
-        registry.register(&mut listener, tokens.listener(), Interest::READABLE)?;
-        // Linux copies the listener's TCP_NODELAY to every accepted socket:
-        // set once here, it saves a setsockopt per connection.
-        #[cfg(target_os = "linux")]
-        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        let mut local_addr = SocketAddr::from(([0, 0, 0, 0], 0));
+        if let Some(listener) = &mut listener {
+            registry.register(listener, tokens.listener(), Interest::READABLE)?;
+            // Linux copies the listener's TCP_NODELAY to every accepted
+            // socket: set once here, it saves a setsockopt per connection.
+            #[cfg(target_os = "linux")]
+            socket2::SockRef::from(&*listener).set_tcp_nodelay(true)?;
+            local_addr = listener.local_addr()?;
+        }
         let waker = Waker::new(&registry, tokens.waker())?;
         let clock: Box<dyn Clock + Send> = Box::new(SystemClock);
         let shutdown = ShutdownHandle::new(waker);
@@ -185,14 +203,15 @@ impl<H: Handler> Server<H> {
             scratch: vec![0; SCRATCH_SIZE],
             poll,
             events: Some(Events::with_capacity(1024)),
-            local_addr: listener.local_addr()?,
-            listener: Some(listener),
+            local_addr,
+            listener,
             clock,
             shutdown,
             shutdown_deadline: None,
             commands_left: false,
             done: false,
             accept_paused: false,
+            next_loop: 0,
         })
     }
 
@@ -202,7 +221,9 @@ impl<H: Handler> Server<H> {
         self.core.set_now(self.clock.now());
     }
 
-    /// The address the listener is bound to.
+    /// The address the listener is bound to (for a server
+    /// [without one](Server::without_listener), that of the first linked
+    /// loop that listens; `0.0.0.0:0` before it is linked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -384,6 +405,7 @@ impl<H: Handler> Server<H> {
                 Command::Close(id, code, reason) => {
                     self.core.close(id, code, &reason);
                 }
+                Command::Adopt(stream, peer) => self.adopt(stream, peer),
                 #[cfg(feature = "tls")]
                 Command::Tls(config) => self.set_tls(config),
             }
@@ -436,11 +458,18 @@ impl<H: Handler> Server<H> {
         let now = self.core.time();
         let mut pos = 0;
         while pos < bytes.len() {
-            if self.core.has_batch() && bytes[pos] & 0x0f == 0x8 {
-                // What looks like a close frame's first byte: what this
-                // turn published goes into the queues first, ahead of the
-                // close reply the session is about to queue. (A payload
-                // byte that only looks like it costs an early flush.)
+            if self.core.has_batch()
+                && self
+                    .core
+                    .clients
+                    .get(key)
+                    .is_some_and(|c| c.session.may_read_close(&bytes[pos..]))
+            {
+                // A close frame may be read (begun here, or in an earlier
+                // read): what this turn published goes into the queues
+                // first, ahead of the close reply the session is about to
+                // queue. (A payload byte that only looks like it costs an
+                // early flush.)
                 self.core.flush_batch();
             }
             let Some(c) = self.core.clients.get_mut(key) else {
@@ -637,6 +666,8 @@ impl<H: Handler> Server<H> {
 
     /// A client's deadline passed.
     fn expire(&mut self, key: usize) {
+        // A timeout may close: what this turn published goes first.
+        self.core.flush_batch();
         let (now, config) = (self.core.time(), &self.core.config);
         let c = &mut self.core.clients[key];
         match c.session.handle_timeout(now, config) {
@@ -666,6 +697,8 @@ impl<H: Handler> Server<H> {
             let _ = self.core.registry.deregister(&mut listener);
         }
         self.shutdown_deadline = Some(self.core.now + self.core.config.close_timeout);
+        // Published this turn: out ahead of the 1001s.
+        self.core.flush_batch();
         let keys: Vec<usize> = self.core.clients.iter().map(|(k, _)| k).collect();
         for key in keys {
             let now = self.core.time();
