@@ -27,7 +27,7 @@
 //! | [`Request`] | the upgrade request: path, query, headers, offered subprotocols |
 //! | [`Config`] | every limit and timeout, with a justified default each |
 //! | [`ShutdownHandle`] | stops a running server from any thread or a signal handler |
-//! | [`Loops`] | N loops on N threads serving one port (`SO_REUSEPORT`), linked: a publish reaches every loop, a [`ConnId`] names its loop |
+//! | [`Loops`] | N loops on N threads serving one port (`SO_REUSEPORT`, or one listener handing connections round-robin: [`Balance`]), linked: a publish reaches every loop, a [`ConnId`] names its loop |
 //! | [`LoopHandle`] | sends, publishes to topics ([`Ctx::subscribe`], [`Ctx::publish`]), closes and shuts down from any thread ([`HandleError`] when its bounded queue is full or the loop is gone) |
 //! | [`proto`] | the sans-I/O layers, for people who bring their own I/O: [`proto::Session`] (one client's whole life), [`proto::Connection`] (the frame layer), handshake, frames, permessage-deflate |
 //! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
@@ -97,6 +97,6 @@ pub use proto::frame::close_code;
 pub use proto::handshake::{HttpResponse, Request};
 pub use proto::message::Message;
 pub use server::clock;
-pub use server::{reuse_port_listeners, LoopThreads, Loops, MAX_LOOPS};
+pub use server::{reuse_port_listeners, Balance, LoopThreads, Loops, MAX_LOOPS};
 pub use server::{Ctx, HandleError, LoopHandle, Server, ShutdownHandle, SourceId, Stats};
 pub use server::{Decision, Handler};

@@ -512,22 +512,46 @@ fn many_pushing_clients_share_one_thread() {
 }
 
 /// `--threads 2`: two loops on one port; /chat clients on both hear each
-/// other (the topic spans the loops), and SIGTERM stops both.
+/// other (the topic spans the loops), the welcome counts the whole room,
+/// and SIGTERM stops both.
 #[test]
 fn chat_spans_the_loops_of_threads() {
+    chat_across_two_loops("kernel");
+}
+
+/// The same with one listener handing connections to the loops in turn.
+#[test]
+fn chat_spans_round_robin_loops() {
+    chat_across_two_loops("round-robin");
+}
+
+fn chat_across_two_loops(balance: &str) {
     const CLIENTS: usize = 16;
-    let mut server = Wsloop::start(&["--threads", "2"]);
-    assert!(server.log_count("2 loops") > 0, "{:?}", server.logs());
+    let mut server = Wsloop::start(&["--threads", "2", "--balance", balance]);
+    server.wait_log_count("2 loops", 1);
     let mut clients: Vec<Ws> = (0..CLIENTS)
         .map(|i| server.ws(&format!("/chat?name=c{i}")))
         .collect();
     // Which loop took each: the open lines name ids, #1/... on loop 1.
     server.wait_log_count("/chat opened as", CLIENTS);
     let on_second = server.log_count("/chat opened as #1/");
-    assert!(
-        on_second > 0 && on_second < CLIENTS,
-        "the kernel spread {CLIENTS} connections {on_second} to loop 1"
-    );
+    if balance == "round-robin" {
+        assert_eq!(on_second, CLIENTS / 2, "handed in turn");
+    } else {
+        assert!(
+            on_second > 0 && on_second < CLIENTS,
+            "the kernel spread {CLIENTS} connections {on_second} to loop 1"
+        );
+    }
+    // Each joined after the ones before it had their welcome, wherever
+    // they landed.
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let s = if i == 1 { "" } else { "s" };
+        assert_eq!(
+            text(ws),
+            format!("welcome c{i}: {i} other{s} here, your messages go to everyone")
+        );
+    }
     for (i, ws) in clients.iter_mut().enumerate() {
         ws.send(Message::text(format!("hi from {i}"))).unwrap();
     }

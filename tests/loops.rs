@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use wsloop::{
-    Config, ConnId, Ctx, Decision, HandleError, Handler, Loops, Message, Request, Server,
+    Balance, Config, ConnId, Ctx, Decision, HandleError, Handler, Loops, Message, Request, Server,
 };
 
 /// Every client joins "room"; a text `to ID TEXT` is sent to that id
@@ -153,6 +153,96 @@ fn reuse_port_spreads_connections_over_the_loops_and_publishes_reach_all() {
         handle.send(ids[0], Message::Text("late")),
         Err(HandleError::Closed)
     );
+}
+
+/// Upgrades a new client on `loops`, stepping every loop until the `101`.
+fn open_stepped(loops: &mut Loops<Room>) -> RawClient {
+    let mut c = RawClient::connect(loops.local_addr());
+    c.send(&upgrade_request("/", &[]));
+    let end = Instant::now() + DEADLINE;
+    loop {
+        for s in loops.servers_mut() {
+            s.poll_once(Some(Duration::from_millis(1))).unwrap();
+        }
+        c.pump();
+        if let Some(r) = c.take_response() {
+            r.assert_upgraded();
+            return c;
+        }
+        assert!(Instant::now() < end, "no upgrade");
+    }
+}
+
+#[test]
+fn one_listener_hands_connections_round_robin_to_stepped_loops() {
+    let r = room();
+    let mut loops = Loops::bind_with(
+        localhost(),
+        3,
+        Balance::RoundRobin,
+        Config::default(),
+        |_| r.clone(),
+    )
+    .unwrap();
+    // Loops 1 and 2 have no listener of their own; they report loop 0's.
+    let addr = loops.local_addr();
+    assert!(loops.servers_mut().iter().all(|s| s.local_addr() == addr));
+    let mut clients: Vec<RawClient> = (0..6).map(|_| open_stepped(&mut loops)).collect();
+    let owners: Vec<usize> = r
+        .opened
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|id| id.loop_index())
+        .collect();
+    assert_eq!(owners, [0, 1, 2, 0, 1, 2], "each in turn");
+    // A handed connection is served in full by its new loop: publishes
+    // cross, and a close is answered there.
+    clients[4].send(&text("from loop 1"));
+    for c in &mut clients {
+        assert_eq!(frame_from(&mut loops, c).text(), "from loop 1");
+    }
+    clients[5].send(&close(1000, ""));
+    assert_eq!(frame_from(&mut loops, &mut clients[5]).close_code(), 1000);
+}
+
+#[test]
+fn round_robin_loops_on_threads_share_connections_evenly_and_shut_down() {
+    let r = room();
+    let loops = Loops::bind_with(
+        localhost(),
+        2,
+        Balance::RoundRobin,
+        Config::default(),
+        |_| r.clone(),
+    )
+    .unwrap();
+    let addr = loops.local_addr();
+    let handle = loops.handle();
+    let t = std::thread::spawn(move || loops.run());
+    let mut clients: Vec<RawClient> = (0..32)
+        .map(|_| RawClient::open_blocking(addr, "/"))
+        .collect();
+    let ids = r.opened.lock().unwrap().clone();
+    let on_1 = ids.iter().filter(|id| id.loop_index() == 1).count();
+    assert_eq!((ids.len(), on_1), (32, 16), "{ids:?}");
+    clients[31].write_blocking(&text("to everyone"));
+    for c in &mut clients {
+        assert_eq!(c.frame_blocking().text(), "to everyone");
+    }
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    for c in &mut clients {
+        assert_eq!(c.frame_blocking().close_code(), 1001);
+    }
+}
+
+#[test]
+fn linking_refuses_loops_of_which_none_listens() {
+    let servers = (0..2)
+        .map(|_| Server::without_listener(Config::default(), room()).unwrap())
+        .collect();
+    assert!(Loops::link(servers).is_err());
 }
 
 #[test]

@@ -10,6 +10,7 @@ use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::Interest;
 
+use super::handle::Command;
 use super::timers::Due;
 use super::Handler;
 use super::Server;
@@ -29,7 +30,7 @@ impl<H: Handler> Server<H> {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.place(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
@@ -53,6 +54,39 @@ impl<H: Handler> Server<H> {
     pub(super) fn resume_accept(&mut self) {
         self.accept_paused = false;
         self.accept();
+    }
+
+    /// Admits a new connection here, or, when linked loops share one
+    /// listener ([`Server::without_listener`]), hands it to the next loop
+    /// in turn (this one included).
+    fn place(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let Some(hub) = self.core.commands.hub().filter(|h| h.hand_off) else {
+            return self.admit(stream, peer);
+        };
+        let to = self.next_loop % hub.inboxes.len();
+        self.next_loop = to + 1;
+        if to == self.core.index as usize {
+            return self.admit(stream, peer);
+        }
+        // Not registered yet: the loop that takes it registers it in its
+        // own Poll. One that is full or gone leaves it here.
+        if let Err((why, back)) = hub.inboxes[to].offer(Command::Adopt(stream, peer)) {
+            debug!("{peer}: kept, loop {to} did not take it ({why})");
+            if let Command::Adopt(stream, peer) = back {
+                self.admit(stream, peer);
+            }
+        }
+    }
+
+    /// A connection another loop accepted and handed here.
+    pub(super) fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if self.shutdown_deadline.is_some() {
+            // Shutting down: it would only be closed again; dropping it
+            // closes the socket.
+            debug!("{peer}: dropped, shutting down");
+            return;
+        }
+        self.admit(stream, peer);
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {

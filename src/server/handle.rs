@@ -84,6 +84,9 @@ pub(crate) enum Command {
     /// Another loop's publishes to one topic in one turn, in order.
     PublishMany(Box<str>, Vec<EncodedMessage>),
     Close(ConnId, u16, Box<str>),
+    /// A connection another loop accepted, handed to this one
+    /// ([`Loops`](crate::Loops) without `SO_REUSEPORT`).
+    Adopt(mio::net::TcpStream, std::net::SocketAddr),
     #[cfg(feature = "tls")]
     Tls(Arc<rustls::ServerConfig>),
 }
@@ -169,6 +172,9 @@ pub(crate) struct Inbox {
 pub(crate) struct Hub {
     pub(crate) inboxes: Vec<Inbox>,
     pub(crate) clients: Vec<AtomicUsize>,
+    /// Some loops have no listener: those that listen hand what they
+    /// accept round-robin to every loop.
+    pub(crate) hand_off: bool,
 }
 
 impl Hub {
@@ -257,13 +263,21 @@ impl Inbox {
     /// Queues `command`; when the queue is full it comes back (`None`: the
     /// loop is gone).
     pub(crate) fn try_push(&self, command: Command) -> Result<(), Option<Command>> {
+        self.offer(command).map_err(|(why, c)| match why {
+            HandleError::Full => Some(c),
+            HandleError::Closed => None,
+        })
+    }
+
+    /// Queues `command`, or gives it back with the reason it was not taken.
+    pub(crate) fn offer(&self, command: Command) -> Result<(), (HandleError, Command)> {
         if self.finished.load(Ordering::Relaxed) {
-            return Err(None);
+            return Err((HandleError::Closed, command));
         }
         match self.tx.try_send(command) {
             Ok(()) => {}
-            Err(TrySendError::Full(c)) => return Err(Some(c)),
-            Err(TrySendError::Disconnected(_)) => return Err(None),
+            Err(TrySendError::Full(c)) => return Err((HandleError::Full, c)),
+            Err(TrySendError::Disconnected(c)) => return Err((HandleError::Closed, c)),
         }
         if !self.woken.swap(true, Ordering::SeqCst) {
             // The eventfd outlives the loop (the handle holds it): a wake

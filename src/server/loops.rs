@@ -1,7 +1,9 @@
 //! Every core: N full loops in one process, each single-threaded on its
-//! own thread with its own `Poll` and its own listener on the same port
-//! (`SO_REUSEPORT`: the kernel spreads new connections over them), linked
-//! by a hub so that the loops behave as one server.
+//! own thread with its own `Poll`, serving the same port, linked by a hub
+//! so that the loops behave as one server. On Linux each loop has its own
+//! listener (`SO_REUSEPORT`: the kernel spreads new connections over
+//! them); elsewhere one loop listens and hands each connection to the next
+//! loop in turn ([`Balance`]).
 //!
 //! ```text
 //!           ┌─ loop 0: Poll, listener (SO_REUSEPORT), slab, topics ─┐
@@ -9,6 +11,7 @@
 //!           └─ loop N-1                                             ┘
 //! Ctx::publish on loop i ──► its subscribers; the turn's frames (Arc) ──► one command per other loop's inbox
 //! Ctx::send / LoopHandle::send to a ConnId ──► the inbox of the loop the id names
+//! Balance::RoundRobin: loop 0 accepts ──► Adopt(socket) ──► the next loop's inbox (it registers it)
 //! ```
 //!
 //! The hub passes encoded frames, never messages to encode again, and
@@ -57,6 +60,32 @@ pub struct Loops<H: Handler> {
     servers: Vec<Server<H>>,
 }
 
+/// How linked loops share one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Every loop has its own listener with `SO_REUSEPORT` and the kernel
+    /// spreads new connections over them, hashing each connection's
+    /// addresses and ports: no loop touches another's connections. The
+    /// default on Linux (and Android), where the kernel balances.
+    Kernel,
+    /// One loop listens and hands each connection it accepts to the next
+    /// loop in turn, itself included, through that loop's command queue:
+    /// an even count per loop on any system, for one queued command and
+    /// wake-up per connection. The default elsewhere (macOS and the BSDs
+    /// accept `SO_REUSEPORT` but do not spread connections with it).
+    RoundRobin,
+}
+
+impl Default for Balance {
+    fn default() -> Self {
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            Balance::Kernel
+        } else {
+            Balance::RoundRobin
+        }
+    }
+}
+
 /// The threads of the loops started by [`Loops::spawn_others`].
 #[derive(Debug)]
 pub struct LoopThreads(Vec<JoinHandle<io::Result<()>>>);
@@ -66,26 +95,48 @@ where
     H: Handler + Send + 'static,
     H::Data: Send,
 {
-    /// Binds `n` listeners to `addr` with `SO_REUSEPORT` (see
-    /// [`reuse_port_listeners`]) and builds a server on each, with the
-    /// handler `make(i)` for loop `i`, linked.
+    /// Builds `n` loops serving `addr`, with the handler `make(i)` for
+    /// loop `i`, linked, sharing the port as the system does best
+    /// ([`Balance::default`]).
     pub fn bind(
         addr: SocketAddr,
         n: usize,
         config: Config,
+        make: impl FnMut(usize) -> H,
+    ) -> io::Result<Self> {
+        Loops::bind_with(addr, n, Balance::default(), config, make)
+    }
+
+    /// [`Loops::bind`] with the port shared as `balance` says: `n`
+    /// listeners with `SO_REUSEPORT` ([`reuse_port_listeners`]), or one on
+    /// loop 0 and `n - 1` servers [without one](Server::without_listener).
+    pub fn bind_with(
+        addr: SocketAddr,
+        n: usize,
+        balance: Balance,
+        config: Config,
         mut make: impl FnMut(usize) -> H,
     ) -> io::Result<Self> {
-        let servers = reuse_port_listeners(addr, n)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, listener)| Server::with_listener(listener, config.clone(), make(i)))
-            .collect::<io::Result<Vec<_>>>()?;
+        let listeners = match balance {
+            Balance::Kernel => reuse_port_listeners(addr, n)?,
+            Balance::RoundRobin => vec![TcpListener::bind(addr)?],
+        };
+        let mut servers = Vec::with_capacity(n);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            servers.push(Server::with_listener(listener, config.clone(), make(i))?);
+        }
+        for i in servers.len()..n {
+            servers.push(Server::without_listener(config.clone(), make(i))?);
+        }
         Loops::link(servers)
     }
 
     /// Links servers built by hand (say, the first embedded in the host's
     /// `Poll`, see [`Server::embed`]): loop `i` is `servers[i]`. None may
-    /// have had a client yet, and a server is linked once.
+    /// have had a client yet, a server is linked once, and at least one
+    /// listens. When some have no listener ([`Server::without_listener`]),
+    /// the ones that listen hand their connections round-robin to every
+    /// loop ([`Balance::RoundRobin`]).
     pub fn link(mut servers: Vec<Server<H>>) -> io::Result<Self> {
         let invalid = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()));
         if servers.is_empty() || servers.len() > MAX_LOOPS {
@@ -94,15 +145,29 @@ where
         if servers.iter().any(|s| s.core.has_had_clients()) {
             return invalid("a server that has had clients cannot be linked");
         }
+        let Some(addr) = servers
+            .iter()
+            .find(|s| s.listener.is_some())
+            .map(Server::local_addr)
+        else {
+            return invalid("at least one linked server must listen");
+        };
+        let hand_off = servers.iter().any(|s| s.listener.is_none());
         let hub = Arc::new(Hub {
             inboxes: servers.iter().map(|s| s.core.commands.inbox()).collect(),
             clients: servers.iter().map(|_| AtomicUsize::new(0)).collect(),
+            hand_off,
         });
         for (i, server) in servers.iter_mut().enumerate() {
             if !server.core.commands.link(hub.clone()) {
                 return invalid("a server can be linked once");
             }
             server.core.index = i as u32;
+            if server.listener.is_none() {
+                server.local_addr = addr;
+            }
+            // Listening loops start their turns at different loops.
+            server.next_loop = i;
         }
         Ok(Loops { servers })
     }
@@ -113,8 +178,8 @@ where
         self.servers[0].handle()
     }
 
-    /// The address the first loop listens on (all share the port when
-    /// bound by [`Loops::bind`]).
+    /// The address the first listening loop listens on (all share the port
+    /// when bound by [`Loops::bind`]).
     pub fn local_addr(&self) -> SocketAddr {
         self.servers[0].local_addr()
     }

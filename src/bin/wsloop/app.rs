@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use log::{debug, info, log_enabled, Level};
@@ -191,17 +193,29 @@ pub struct App {
     /// connection's `Conn`, which stays small); who hears what is the
     /// topic [`CHAT`]'s business.
     chat: HashMap<ConnId, String>,
-    guests: u64,
+    /// Shared by every loop's `App` (`--threads`): the room is one.
+    room: Arc<Room>,
+}
+
+/// The `/chat` room as the whole process sees it, whichever loop a client
+/// landed on.
+#[derive(Debug, Default)]
+pub struct Room {
+    /// Members on every loop (a topic's count is per loop).
+    members: AtomicUsize,
+    /// Guest names handed out, so that `guestN` is unique in the process.
+    guests: AtomicU64,
 }
 
 impl App {
-    /// The routes, with the push demo drawing from `push`.
-    pub fn new(push: PushInterval) -> App {
+    /// The routes, with the push demo drawing from `push`; every loop's
+    /// `App` holds the same `room`.
+    pub fn new(push: PushInterval, room: Arc<Room>) -> App {
         App {
             push,
             rng: fastrand::Rng::new(),
             chat: HashMap::new(),
-            guests: 0,
+            room,
         }
     }
 
@@ -218,8 +232,8 @@ impl App {
     fn chat_name(&mut self, req: &Request) -> String {
         let name = req.query().map(name_from_query).unwrap_or_default();
         if name.is_empty() {
-            self.guests += 1;
-            format!("guest{}", self.guests)
+            let n = self.room.guests.fetch_add(1, Relaxed) + 1;
+            format!("guest{n}")
         } else {
             name
         }
@@ -302,7 +316,9 @@ impl Handler for App {
             Route::Push => self.push_next(ctx, id),
             Route::Chat => {
                 let name = self.chat_name(req);
-                let others = ctx.subscriber_count(CHAT);
+                // The whole process's count: members on other loops are
+                // not in this loop's topic.
+                let others = self.room.members.fetch_add(1, Relaxed);
                 // Published before it subscribes: to the others.
                 ctx.publish(CHAT, Message::Text(&format!("{name} joined")));
                 ctx.subscribe(id, CHAT);
@@ -392,6 +408,7 @@ impl Handler for App {
             }
             Route::Chat => {
                 if let Some(name) = self.chat.remove(&id) {
+                    self.room.members.fetch_sub(1, Relaxed);
                     debug!("chat: {id} ({name}) left");
                     // It has left the topic already (a closing client does).
                     ctx.publish(CHAT, Message::Text(&format!("{name} left")));

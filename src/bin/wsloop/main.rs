@@ -26,7 +26,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use wsloop::{Config, Handler, Loops, Server};
+use wsloop::{Balance, Config, Handler, Loops, Server};
 
 use crate::app::{App, PushInterval};
 
@@ -58,12 +58,20 @@ struct Args {
     )]
     listen: Listen,
 
-    /// Event loops, each on its own thread with its own listener on the
-    /// port (SO_REUSEPORT), linked: /chat and every topic span them all.
-    /// 0: one per CPU core [default: 1, the single-threaded loop]
+    /// Event loops, each on its own thread, linked on one port: /chat and
+    /// every topic span them all. 0: one per CPU core [default: 1, the
+    /// single-threaded loop]
     #[arg(long, value_name = "N", default_value = "1",
           value_parser = clap::value_parser!(u16).range(0..=256))]
     threads: u16,
+
+    /// How the loops of --threads share the port: `kernel`, a listener
+    /// per loop with SO_REUSEPORT (the kernel spreads connections by a
+    /// hash of their addresses), or `round-robin`, one listener handing
+    /// each connection to the next loop [default: kernel on Linux,
+    /// round-robin elsewhere]
+    #[arg(long, value_name = "HOW", value_enum)]
+    balance: Option<BalanceArg>,
 
     /// Clients served at once (over every loop); more get HTTP 503 with
     /// Retry-After
@@ -326,6 +334,12 @@ impl DeflateArgs {
         deflate.compress_threshold = self.deflate_threshold;
         deflate.level = self.deflate_level;
     }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BalanceArg {
+    Kernel,
+    RoundRobin,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -597,7 +611,16 @@ fn main() -> ExitCode {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => usize::from(n),
     };
-    let listeners = match bind_first(&args.listen, loops) {
+    let balance = match args.balance {
+        Some(BalanceArg::Kernel) => Balance::Kernel,
+        Some(BalanceArg::RoundRobin) => Balance::RoundRobin,
+        None => Balance::default(),
+    };
+    let listening = match balance {
+        Balance::Kernel => loops,
+        Balance::RoundRobin => 1,
+    };
+    let listeners = match bind_first(&args.listen, listening) {
         Ok(l) => l,
         Err(why) => {
             eprintln!("error: cannot listen on {}: {why}", args.listen.given);
@@ -609,11 +632,13 @@ fn main() -> ExitCode {
     #[cfg(not(target_os = "linux"))]
     let programs: Option<std::convert::Infallible> = None;
     let served = match programs {
-        Some(routes) => serve_programs(listeners, config, &args, routes),
+        Some(routes) => serve_programs((listeners, loops), config, &args, routes),
         None => {
             let push = args.push_interval;
             let banner = format!("page: http://ADDR/, push waits {push} s");
-            serve(listeners, config, &args.tls, || App::new(push), banner)
+            let room = std::sync::Arc::new(app::Room::default());
+            let make = || App::new(push, room.clone());
+            serve((listeners, loops), config, &args.tls, make, banner)
         }
     };
     match served {
@@ -629,7 +654,7 @@ fn main() -> ExitCode {
 /// Serves the programs `routes` instead of the demos.
 #[cfg(target_os = "linux")]
 fn serve_programs(
-    listeners: Vec<TcpListener>,
+    listeners: (Vec<TcpListener>, usize),
     config: Config,
     args: &Args,
     routes: Vec<(String, wsloop::programs::Program)>,
@@ -657,7 +682,7 @@ fn serve_programs(
 
 #[cfg(not(target_os = "linux"))]
 fn serve_programs(
-    _: Vec<TcpListener>,
+    _: (Vec<TcpListener>, usize),
     _: Config,
     _: &Args,
     never: std::convert::Infallible,
@@ -667,9 +692,10 @@ fn serve_programs(
 
 /// The host loop: signals and the first loop's server on one `Poll`, the
 /// other loops (`--threads`) on threads of their own, linked, until a
-/// requested shutdown has closed every client on every loop.
+/// requested shutdown has closed every client on every loop. `loops`
+/// beyond the listeners have none: the first hands them connections.
 fn serve<H>(
-    listeners: Vec<TcpListener>,
+    (listeners, loops): (Vec<TcpListener>, usize),
     config: Config,
     tls: &TlsArgs,
     mut make: impl FnMut() -> H,
@@ -684,7 +710,7 @@ where
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let compression = compression(&config);
-    let n = listeners.len();
+    let n = loops.max(listeners.len());
     let mut listeners = listeners.into_iter();
     let first = listeners
         .next()
@@ -698,6 +724,10 @@ where
     )?];
     for listener in listeners {
         servers.push(Server::with_listener(listener, config.clone(), make())?);
+    }
+    let round_robin = servers.len() < n;
+    while servers.len() < n {
+        servers.push(Server::without_listener(config.clone(), make())?);
     }
     let scheme = match tls.load() {
         Some(Ok(tls_config)) => {
@@ -717,9 +747,10 @@ where
     } else {
         banner
     };
-    let loops = match n {
-        1 => String::new(),
-        n => format!(", {n} loops"),
+    let loops = match (n, round_robin) {
+        (1, _) => String::new(),
+        (n, false) => format!(", {n} loops"),
+        (n, true) => format!(", {n} loops, connections handed round-robin"),
     };
     info!("listening on {scheme}://{addr} ({banner}){loops}");
     info!("{compression}");
