@@ -33,6 +33,7 @@
 //! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
 //! | [`SourceId`], [`Stats`] | other event sources in the loop's `Poll` ([`Ctx::register`], [`Handler::on_source`]); the server's counters |
 //! | `tls` | wss:// with rustls: `Server::set_tls`, certificates from PEM files (feature `tls`) |
+//! | `backplane` | topics across processes through Redis pub/sub: `Server::set_redis` (feature `redis`) |
 //! | `programs` | any program as the handler: websocketd's model (a process per connection) and Resin's (one shared program per route, JSON lines) (feature `programs`, Linux) |
 //!
 //! Data flows one way:
@@ -78,6 +79,8 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+#[cfg(feature = "redis")]
+pub mod backplane;
 #[doc(hidden)]
 pub mod buf;
 mod config;

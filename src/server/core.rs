@@ -130,6 +130,13 @@ pub(crate) struct Core<D> {
     /// another loop, or the turn ends (so the other loop, too, writes each
     /// receiver once for the lot).
     outbox: Option<(Box<str>, Vec<EncodedMessage>)>,
+    /// This process's mark on what it publishes through a backplane, so
+    /// that it can leave out its own publishes coming back (linked loops
+    /// share loop 0's).
+    pub(super) backplane_id: u64,
+    /// The Redis backplane, when there is one.
+    #[cfg(feature = "redis")]
+    pub(super) redis: Option<Box<super::redis::Redis>>,
 }
 
 /// Memory a turn's sends to many clients may hold (see `queued_turn`)
@@ -262,6 +269,9 @@ impl<D> Core<D> {
             batch_buf: Vec::new(),
             queued_turn: 0,
             outbox: None,
+            backplane_id: rand::random(),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 
@@ -433,18 +443,34 @@ impl<D> Core<D> {
             return false;
         };
         let compressing = c.session.extensions().is_some();
-        self.topics.subscribe(id, topic, compressing)
+        let joined = self.topics.subscribe(id, topic, compressing);
+        #[cfg(feature = "redis")]
+        if joined && self.topics.count(topic) == 1 {
+            self.topic_changed(topic);
+        }
+        joined
     }
 
     pub(crate) fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
         self.flush_batch();
-        self.client(id).is_some() && self.topics.unsubscribe(id, topic)
+        let left = self.client(id).is_some() && self.topics.unsubscribe(id, topic);
+        #[cfg(feature = "redis")]
+        if left && self.topics.count(topic) == 0 {
+            self.topic_changed(topic);
+        }
+        left
     }
 
     /// Takes the client in slot `key` out of its topics (it is leaving).
     pub(super) fn leave_topics(&mut self, key: usize) {
         self.flush_batch();
-        self.topics.leave_all(key);
+        #[cfg(feature = "redis")]
+        if let Some(r) = &mut self.redis {
+            let changed = &mut r.changed;
+            self.topics.leave_all(key, |t| changed.push(t.into()));
+            return;
+        }
+        self.topics.leave_all(key, |_| {});
     }
 
     /// Whether publishes wait in an open batch.
@@ -798,6 +824,7 @@ impl<D> Core<D> {
     }
 
     /// Puts `key` on the dirty list (flushed when the iteration ends).
+    #[cfg(feature = "tls")]
     pub(super) fn mark_dirty(&mut self, key: usize) {
         if let Some(c) = self.clients.get_mut(key) {
             if !c.is(DIRTY) {
@@ -874,13 +901,15 @@ impl<D> Core<D> {
             timers,
             ..
         } = self;
-        let live = user_timers.len() + clients.len() + 1;
+        let live = user_timers.len() + clients.len() + 2;
         timers.purge_if_bloated(live, |at, due| match due {
             Due::Client(id) => clients
                 .get(id.key())
                 .is_some_and(|c| id.is(c.gen) && c.armed == at),
             Due::User(k, g) => user_timers.get(k as usize).is_some_and(|(tg, _)| *tg == g),
             Due::Accept => true,
+            #[cfg(feature = "redis")]
+            Due::Redis => true,
         });
     }
 }

@@ -112,11 +112,16 @@ impl<D> Ctx<'_, D> {
     ///
     /// With linked loops ([`Loops`](crate::Loops)) the same bytes also go
     /// to every other loop, whose subscribers get them when it next turns;
-    /// the count is this loop's.
+    /// the count is this loop's. With a Redis backplane
+    /// ([`Server::set_redis`](crate::Server::set_redis)) the message also
+    /// goes to the other processes (at most once, see
+    /// [`backplane`](crate::backplane)).
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
         let mut b = Broadcast::new(msg);
         let n = self.core.publish(topic, &mut b);
         self.core.forward_publish(topic, &mut b);
+        #[cfg(feature = "redis")]
+        self.core.relay(topic, msg);
         n
     }
 

@@ -80,7 +80,9 @@ impl std::fmt::Debug for ShutdownHandle {
 /// Commands a loop takes from its handles.
 pub(crate) enum Command {
     Send(ConnId, EncodedMessage),
-    Publish(Box<str>, EncodedMessage),
+    /// A publish from a handle; `true` on the one loop that also sends
+    /// it to the other processes (the Redis backplane).
+    Publish(Box<str>, EncodedMessage, bool),
     /// Another loop's publishes to one topic in one turn, in order.
     PublishMany(Box<str>, Vec<EncodedMessage>),
     Close(ConnId, u16, Box<str>),
@@ -320,12 +322,14 @@ impl LoopHandle {
     pub fn publish_encoded(&self, topic: &str, msg: EncodedMessage) -> Result<(), HandleError> {
         let topic: Box<str> = topic.into();
         match self.hub.get() {
-            None => self.inbox.push(Command::Publish(topic, msg)),
+            None => self.inbox.push(Command::Publish(topic, msg, true)),
             Some(hub) => {
                 let mut result = Ok(());
+                let mut relay = true; // by the first loop that takes it
                 for inbox in &hub.inboxes {
-                    if let Err(e) = inbox.push(Command::Publish(topic.clone(), msg.clone())) {
-                        result = Err(e);
+                    match inbox.push(Command::Publish(topic.clone(), msg.clone(), relay)) {
+                        Ok(()) => relay = false,
+                        Err(e) => result = Err(e),
                     }
                 }
                 result

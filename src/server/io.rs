@@ -203,6 +203,8 @@ impl<H: Handler> Server<H> {
         // go to the other loops.
         self.core.flush_batch();
         self.core.flush_outbox();
+        #[cfg(feature = "redis")]
+        self.redis_flush();
         self.core.queued_turn = 0;
         while let Some(key) = self.core.dirty.pop() {
             if let Some(c) = self.core.clients.get_mut(key) {

@@ -153,6 +153,7 @@ where
             return invalid("at least one linked server must listen");
         };
         let hand_off = servers.iter().any(|s| s.listener.is_none());
+        let servers_id = servers[0].core.backplane_id;
         let hub = Arc::new(Hub {
             inboxes: servers.iter().map(|s| s.core.commands.inbox()).collect(),
             clients: servers.iter().map(|_| AtomicUsize::new(0)).collect(),
@@ -163,6 +164,8 @@ where
                 return invalid("a server can be linked once");
             }
             server.core.index = i as u32;
+            // One process to the backplane: loop 0's mark on every loop.
+            server.core.backplane_id = servers_id;
             if server.listener.is_none() {
                 server.local_addr = addr;
             }

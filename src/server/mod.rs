@@ -26,6 +26,8 @@ mod handle;
 mod handler;
 mod io;
 mod loops;
+#[cfg(feature = "redis")]
+mod redis;
 mod source;
 mod stats;
 mod timers;
@@ -51,6 +53,8 @@ pub use self::handle::{HandleError, LoopHandle, ShutdownHandle};
 pub use self::handler::{Decision, Handler};
 use self::io::Peer;
 pub use self::loops::{reuse_port_listeners, Balance, LoopThreads, Loops, MAX_LOOPS};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStats;
 pub use self::source::SourceId;
 pub use self::stats::Stats;
 use self::timers::Due;
@@ -324,9 +328,14 @@ impl<H: Handler> Server<H> {
     /// when input is left over, sends (made through [`Server::context`])
     /// wait for their flush, or a shutdown was requested.
     pub fn next_deadline(&self) -> Option<Instant> {
+        #[cfg(feature = "redis")]
+        let redis_more = self.core.redis.as_ref().is_some_and(|r| r.more);
+        #[cfg(not(feature = "redis"))]
+        let redis_more = false;
         if !self.core.backlog.is_empty()
             || !self.core.dirty.is_empty()
             || self.commands_left
+            || redis_more
             || self.shutdown.requested() && self.shutdown_deadline.is_none()
         {
             return Some(self.core.now);
@@ -365,6 +374,8 @@ impl<H: Handler> Server<H> {
                     self.flush(key);
                 }
             }
+            #[cfg(feature = "redis")]
+            Slot::Source(key) if self.is_redis(key) => self.redis_event(event),
             Slot::Source(key) => {
                 if let Some(source) = self.core.source_id(key) {
                     self.handler
@@ -392,8 +403,14 @@ impl<H: Handler> Server<H> {
                 Command::Send(id, msg) => {
                     self.core.deliver([id], &mut Broadcast::encoded(&msg));
                 }
-                Command::Publish(topic, msg) => {
+                Command::Publish(topic, msg, relay) => {
                     self.core.publish(&topic, &mut Broadcast::encoded(&msg));
+                    #[cfg(feature = "redis")]
+                    if relay {
+                        self.core.relay(&topic, msg.message());
+                    }
+                    #[cfg(not(feature = "redis"))]
+                    let _ = relay;
                     self.flush_if_over_budget();
                 }
                 Command::PublishMany(topic, msgs) => {
@@ -418,6 +435,10 @@ impl<H: Handler> Server<H> {
         }
         if !self.core.hub_backlog.is_empty() {
             self.core.retry_held();
+        }
+        #[cfg(feature = "redis")]
+        if self.core.redis.as_ref().is_some_and(|r| r.more) {
+            self.redis_read();
         }
         for (id, read_closed) in std::mem::take(&mut self.core.backlog) {
             if self.core.client_mut(id).is_some_and(|c| !c.is(PAUSED)) {
@@ -622,6 +643,8 @@ impl<H: Handler> Server<H> {
             deflate_declined: self.core.deflate_declined,
             topics: self.core.topics.len(),
             hub_dropped: self.core.hub_dropped,
+            #[cfg(feature = "redis")]
+            redis: self.core.redis.as_ref().map(|r| r.stats()),
         }
     }
 
@@ -659,6 +682,8 @@ impl<H: Handler> Server<H> {
                     }
                 }
                 Due::Accept => self.resume_accept(),
+                #[cfg(feature = "redis")]
+                Due::Redis => self.redis_retry(),
             }
         }
         self.core.purge_timers();

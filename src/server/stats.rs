@@ -18,4 +18,7 @@ pub struct Stats {
     /// Publishes for other linked loops dropped because those loops took
     /// none for too long (see [`Loops`](crate::Loops)).
     pub hub_dropped: u64,
+    /// The Redis backplane's link and counters, when there is one.
+    #[cfg(feature = "redis")]
+    pub redis: Option<super::RedisStats>,
 }

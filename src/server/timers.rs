@@ -27,6 +27,9 @@ pub(crate) enum Due {
     User(u32, u32),
     /// Resume accepting after an accept error.
     Accept,
+    /// Connect to Redis again after the backoff.
+    #[cfg(feature = "redis")]
+    Redis,
 }
 
 /// A min-heap of 24-byte entries: every client has one.

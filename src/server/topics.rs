@@ -86,28 +86,39 @@ impl Topics {
             return false;
         };
         let (_, slot) = list.swap_remove(i);
-        self.leave(t, slot as usize);
+        let _ = self.leave(t, slot as usize);
         true
     }
 
     /// Takes the client in slab slot `key` out of every topic (it closed).
-    pub(super) fn leave_all(&mut self, key: usize) {
+    pub(super) fn leave_all(&mut self, key: usize, mut emptied: impl FnMut(&str)) {
         let Some(list) = self.subs.get_mut(key) else {
             return;
         };
         for (t, slot) in std::mem::take(list) {
-            self.leave(t as usize, slot as usize);
+            if let Some(name) = self.leave(t as usize, slot as usize) {
+                emptied(&name);
+            }
         }
     }
 
-    fn leave(&mut self, t: usize, slot: usize) {
+    /// Takes a member out; returns the topic's name when it was the last.
+    fn leave(&mut self, t: usize, slot: usize) -> Option<Box<str>> {
         let topic = &mut self.topics[t];
         let (_, compressing) = topic.members.remove(slot);
         topic.compressing -= usize::from(compressing);
-        if topic.members.is_empty() {
-            let topic = self.topics.remove(t);
-            self.by_name.remove(&topic.name);
+        if !topic.members.is_empty() {
+            return None;
         }
+        let topic = self.topics.remove(t);
+        self.by_name.remove(&topic.name);
+        Some(topic.name)
+    }
+
+    /// Every topic with a member.
+    #[cfg(feature = "redis")]
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.topics.iter().map(|(_, t)| &*t.name)
     }
 
     /// The index of topic `name`, while it has members.
@@ -189,18 +200,18 @@ mod tests {
         assert_eq!(t.count("a"), 1);
         assert!(!t.all_plain(a));
         assert!(t.all_plain(t.find("b").unwrap()));
-        t.leave_all(3);
+        t.leave_all(3, |_| {});
         assert_eq!(t.count("a"), 0);
         assert_eq!(t.len(), 0, "empty topics are dropped");
         assert_eq!(t.by_name.len(), 0);
-        t.leave_all(99); // never subscribed: nothing to do
+        t.leave_all(99, |_| {}); // never subscribed: nothing to do
     }
 
     #[test]
     fn a_slot_reused_by_a_new_client_starts_with_no_topics() {
         let mut t = Topics::default();
         t.subscribe(id(1), "x", true);
-        t.leave_all(1);
+        t.leave_all(1, |_| {});
         let next = ConnId::new(1, 2);
         assert_eq!(t.of(1).count(), 0);
         assert!(t.subscribe(next, "x", false));

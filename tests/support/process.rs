@@ -2,6 +2,8 @@
 //! and included on its own (`#[path = "support/process.rs"] mod process;`)
 //! by the tests that need only this.
 
+#![allow(dead_code)]
+
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;

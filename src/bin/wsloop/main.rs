@@ -26,6 +26,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use wsloop::backplane::RedisConfig;
 use wsloop::{Balance, Config, Handler, Loops, Server};
 
 use crate::app::{App, PushInterval};
@@ -122,6 +123,9 @@ struct Args {
 
     #[command(flatten)]
     tls: TlsArgs,
+
+    #[command(flatten)]
+    redis: RedisArgs,
 
     // Programs need Linux (pidfd); elsewhere the binary has no such flags.
     #[cfg(target_os = "linux")]
@@ -377,6 +381,41 @@ struct Listen {
 
 /// `127.0.0.1:8080`, `[::1]:8080` (taken as they are) or `localhost:8080`
 /// (resolved now, so a name that does not resolve is a bad flag).
+/// The Redis backplane's flags.
+#[derive(Debug, clap::Args)]
+struct RedisArgs {
+    /// Share topics (every /chat) with each wsloop on the same Redis, through
+    /// its pub/sub: redis://[[user]:password@]host[:port][/db]. Each loop
+    /// has its own connection; while Redis is unreachable the server
+    /// serves its own clients and retries. Delivery across processes is at
+    /// most once, as Redis pub/sub is
+    #[arg(long, value_name = "URL", env = "WSLOOP_REDIS", hide_env_values = true,
+          value_parser = parse_redis)]
+    redis: Option<RedisConfig>,
+
+    /// Put before every topic to make its Redis channel (`chat` is
+    /// published on `wsloop:chat`); processes that share topics share it
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "wsloop:",
+        requires = "redis"
+    )]
+    redis_prefix: String,
+}
+
+impl RedisArgs {
+    fn config(&self) -> Option<RedisConfig> {
+        let mut config = self.redis.clone()?;
+        config.prefix = self.redis_prefix.clone();
+        Some(config)
+    }
+}
+
+fn parse_redis(s: &str) -> Result<RedisConfig, String> {
+    RedisConfig::from_url(s).map_err(|e| e.to_string())
+}
+
 fn parse_listen(s: &str) -> Result<Listen, String> {
     let given = s.trim().to_owned();
     if let Ok(addr) = given.parse::<SocketAddr>() {
@@ -638,7 +677,7 @@ fn main() -> ExitCode {
             let banner = format!("page: http://ADDR/, push waits {push} s");
             let room = std::sync::Arc::new(app::Room::default());
             let make = || App::new(push, room.clone());
-            serve((listeners, loops), config, &args.tls, make, banner)
+            serve((listeners, loops), config, &args, make, banner)
         }
     };
     match served {
@@ -677,7 +716,7 @@ fn serve_programs(
             None => programs,
         }
     };
-    serve(listeners, config, &args.tls, make, banner)
+    serve(listeners, config, args, make, banner)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -697,7 +736,7 @@ fn serve_programs(
 fn serve<H>(
     (listeners, loops): (Vec<TcpListener>, usize),
     config: Config,
-    tls: &TlsArgs,
+    args: &Args,
     mut make: impl FnMut() -> H,
     banner: String,
 ) -> io::Result<()>
@@ -728,6 +767,18 @@ where
     let round_robin = servers.len() < n;
     while servers.len() < n {
         servers.push(Server::without_listener(config.clone(), make())?);
+    }
+    let tls = &args.tls;
+    if let Some(redis) = args.redis.config() {
+        for server in &mut servers {
+            server
+                .set_redis(redis.clone())
+                .map_err(|e| io::Error::new(e.kind(), format!("--redis {}: {e}", redis.host)))?;
+        }
+        info!(
+            "redis: topics shared through {}:{} (channels {}*)",
+            redis.host, redis.port, redis.prefix
+        );
     }
     let scheme = match tls.load() {
         Some(Ok(tls_config)) => {

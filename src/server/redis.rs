@@ -1,0 +1,391 @@
+//! The Redis backplane's socket in the loop (feature `redis`): connecting
+//! without blocking, reading pushed messages into this loop's topics,
+//! writing the turn's commands once, and reconnecting with backoff. The
+//! protocol is [`RedisLink`]'s; this is only its I/O.
+//!
+//! ```text
+//! set_redis ──► connect (non-blocking) ──► a source in the Poll ──WRITABLE──► connected: HELLO, SUBSCRIBE held topics
+//! readable ──► RedisLink::read ──► Core::publish (this loop's subscribers only)
+//! turn end ──► RedisLink::sync (the turn's topic changes) ──► one write of everything pending
+//! EOF, error, HELLO refused ──► down: publishes dropped and counted; Due::Redis after the backoff ──► connect
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::Interest;
+
+use super::core::Core;
+use super::source::SourceId;
+use super::timers::Due;
+use super::{Handler, Server};
+use crate::backplane::{LinkEvent, LinkState, LinkStats, RedisConfig, RedisLink};
+use crate::proto::message::Broadcast;
+use crate::proto::time;
+
+/// Reads from Redis per turn before the clients get theirs again.
+const READS_PER_TURN: usize = 16;
+
+/// The backplane's state on one loop.
+pub(super) struct Redis {
+    pub(super) link: RedisLink,
+    config: RedisConfig,
+    addrs: Vec<SocketAddr>,
+    /// The address tried next (they are tried in turn).
+    next_addr: usize,
+    conn: Option<(TcpStream, SourceId)>,
+    /// The TCP connect has not completed yet.
+    connecting: bool,
+    backoff: Duration,
+    /// Failures since the link was last up.
+    failures: u32,
+    /// The link came up before: the next time it does is a reconnect.
+    was_up: bool,
+    reconnects: u64,
+    /// Topics that gained their first subscriber here or lost their last
+    /// this turn (netted at the turn's end).
+    pub(super) changed: Vec<Box<str>>,
+    /// Reading stopped with bytes maybe left: read again next turn.
+    pub(super) more: bool,
+    /// Drops reported so far (the log says when they pass a power of two).
+    dropped_logged: u64,
+}
+
+/// The backplane's counters ([`Stats::redis`](crate::Stats::redis)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Whether the link is up (connected and `HELLO` answered).
+    pub up: bool,
+    /// Times the link came up again after it had been up.
+    pub reconnects: u64,
+    /// Failed connection attempts since the link was last up.
+    pub failures: u32,
+    /// The protocol's counters: published, received, dropped, unconfirmed.
+    pub link: LinkStats,
+}
+
+impl Redis {
+    pub(super) fn stats(&self) -> RedisStats {
+        RedisStats {
+            up: self.link.state() == LinkState::Up,
+            reconnects: self.reconnects,
+            failures: self.failures,
+            link: self.link.stats(),
+        }
+    }
+
+    /// Counts a publish the link dropped, and says so now and then.
+    pub(super) fn dropped(&mut self) {
+        let dropped = self.link.stats().dropped;
+        if dropped.is_power_of_two() && dropped > self.dropped_logged {
+            self.dropped_logged = dropped;
+            let why = match self.link.state() {
+                LinkState::Down => "the link is down",
+                _ => "too many bytes wait for Redis",
+            };
+            warn!("redis: publish not sent to other processes ({why}): {dropped} dropped so far");
+        }
+    }
+}
+
+impl<D> Core<D> {
+    /// A topic gained its first subscriber here or lost its last.
+    pub(super) fn topic_changed(&mut self, topic: &str) {
+        if let Some(r) = &mut self.redis {
+            r.changed.push(topic.into());
+        }
+    }
+
+    /// Sends a publish made here to the other processes.
+    pub(super) fn relay(&mut self, topic: &str, msg: crate::Message<'_>) {
+        if let Some(r) = &mut self.redis {
+            if !r.link.publish(self.backplane_id, topic, msg) {
+                r.dropped();
+            }
+        }
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Shares topics with every process on the same Redis (see
+    /// [`backplane`](crate::backplane)): publishes also go to Redis, and
+    /// this loop subscribes to the topics its clients hold. Connects in the
+    /// background: until the link is up the server serves its own clients,
+    /// and it retries with backoff whenever the link is down. Fails only
+    /// when `config.host` does not resolve. With linked loops, call it on
+    /// every loop (each has its own connection).
+    pub fn set_redis(&mut self, config: RedisConfig) -> io::Result<()> {
+        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
+            .to_socket_addrs()?
+            .collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} has no address", config.host),
+            ));
+        }
+        if let Some(old) = self.core.redis.take() {
+            self.drop_conn(old);
+        }
+        self.core.redis = Some(Box::new(Redis {
+            link: RedisLink::new(&config),
+            backoff: config.min_backoff,
+            config,
+            addrs,
+            next_addr: 0,
+            conn: None,
+            connecting: false,
+            failures: 0,
+            was_up: false,
+            reconnects: 0,
+            changed: Vec::new(),
+            more: false,
+            dropped_logged: 0,
+        }));
+        self.redis_connect();
+        Ok(())
+    }
+
+    fn drop_conn(&mut self, mut r: Box<Redis>) {
+        if let Some((mut stream, id)) = r.conn.take() {
+            let _ = self.core.deregister(id, &mut stream);
+        }
+    }
+
+    /// Whether `key` is the backplane's source slot.
+    pub(super) fn is_redis(&self, key: usize) -> bool {
+        let Some(r) = &self.core.redis else {
+            return false;
+        };
+        r.conn
+            .as_ref()
+            .is_some_and(|(_, id)| id.key as usize == key)
+    }
+
+    /// Starts a connection to the next address.
+    pub(super) fn redis_connect(&mut self) {
+        let Some(mut r) = self.core.redis.take() else {
+            return;
+        };
+        let addr = r.addrs[r.next_addr % r.addrs.len()];
+        r.next_addr += 1;
+        let started = TcpStream::connect(addr).and_then(|mut stream| {
+            let id = self
+                .core
+                .register(&mut stream, Interest::READABLE | Interest::WRITABLE)?;
+            Ok((stream, id))
+        });
+        match started {
+            Ok(conn) => {
+                debug!("redis: connecting to {addr}");
+                r.conn = Some(conn);
+                r.connecting = true;
+                let held: Vec<&str> = self.core.topics.names().collect();
+                let (user, password) = (r.config.user.clone(), r.config.password.clone());
+                r.link.connect(user.as_deref(), password.as_deref(), held);
+                r.changed.clear(); // all of them were just subscribed
+                self.core.redis = Some(r);
+            }
+            Err(e) => {
+                self.core.redis = Some(r);
+                self.redis_down(&format!("cannot connect to {addr}: {e}"));
+            }
+        }
+    }
+
+    /// The link failed: close it, count it, and try again after the
+    /// backoff.
+    fn redis_down(&mut self, why: &str) {
+        let Some(mut r) = self.core.redis.take() else {
+            return;
+        };
+        if let Some((mut stream, id)) = r.conn.take() {
+            let _ = self.core.deregister(id, &mut stream);
+        }
+        let was = r.link.state();
+        r.link.disconnect();
+        r.connecting = false;
+        r.more = false;
+        r.failures += 1;
+        let wait = r.backoff;
+        r.backoff = (r.backoff * 2).min(r.config.max_backoff);
+        if was == LinkState::Up || r.failures == 1 {
+            warn!("redis: {why}; serving this process's clients alone, retrying in {wait:?}");
+        } else if wait == r.config.max_backoff && r.backoff == wait {
+            // At the longest wait: once in a while, not every attempt.
+            if r.failures % 10 == 0 {
+                warn!("redis: still down after {} attempts: {why}", r.failures);
+            } else {
+                debug!("redis: {why}; retrying in {wait:?}");
+            }
+        } else {
+            debug!("redis: {why}; retrying in {wait:?}");
+        }
+        self.core
+            .timers
+            .push(time::after(self.core.stamp(), wait), Due::Redis);
+        self.core.redis = Some(r);
+    }
+
+    /// The backoff passed.
+    pub(super) fn redis_retry(&mut self) {
+        if self.core.redis.as_ref().is_some_and(|r| r.conn.is_none()) {
+            self.redis_connect();
+        }
+    }
+
+    /// Readiness of the backplane's socket.
+    pub(super) fn redis_event(&mut self, event: &mio::event::Event) {
+        let connecting = self.core.redis.as_ref().is_some_and(|r| r.connecting);
+        if connecting {
+            match self.redis_connected() {
+                Ok(true) => self.redis_write(),
+                Ok(false) => return, // not yet
+                Err(e) => return self.redis_down(&e),
+            }
+        } else if event.is_writable() {
+            self.redis_write();
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.redis_read();
+        }
+    }
+
+    /// Whether the non-blocking connect has completed.
+    fn redis_connected(&mut self) -> Result<bool, String> {
+        let Some(r) = self.core.redis.as_mut() else {
+            return Ok(false);
+        };
+        let Some((stream, _)) = &r.conn else {
+            return Ok(false);
+        };
+        if let Ok(Some(e)) | Err(e) = stream.take_error() {
+            return Err(format!("cannot connect: {e}"));
+        }
+        match stream.peer_addr() {
+            Ok(addr) => {
+                debug!("redis: connected to {addr}");
+                let _ = stream.set_nodelay(true);
+                r.connecting = false;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(format!("cannot connect: {e}")),
+        }
+    }
+
+    /// Reads what Redis sent and hands its messages to this loop's topics.
+    pub(super) fn redis_read(&mut self) {
+        let Some(mut r) = self.core.redis.take() else {
+            return;
+        };
+        r.more = false;
+        let mut failed = None;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for i in 0..READS_PER_TURN {
+            let Some((stream, _)) = r.conn.as_mut().filter(|_| !r.connecting) else {
+                break;
+            };
+            let n = match stream.read(&mut scratch) {
+                Ok(0) => {
+                    failed = Some("Redis closed the connection".to_owned());
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failed = Some(format!("read failed: {e}"));
+                    break;
+                }
+            };
+            let core = &mut self.core;
+            let origin = core.backplane_id;
+            let mut up = false;
+            let read = r.link.read(origin, &scratch[..n], |event| match event {
+                LinkEvent::Message { topic, msg } => {
+                    core.publish(topic, &mut Broadcast::new(msg));
+                }
+                LinkEvent::Up => up = true,
+                LinkEvent::Refused(why) => failed = Some(format!("HELLO refused: {why}")),
+                LinkEvent::Error(why) => warn!("redis: a command failed: {why}"),
+            });
+            if up {
+                if r.was_up {
+                    r.reconnects += 1;
+                }
+                let after = match r.failures {
+                    0 => String::new(),
+                    n => format!(" after {n} failed attempts"),
+                };
+                info!(
+                    "redis: link up ({}:{}){after}",
+                    r.config.host, r.config.port
+                );
+                r.was_up = true;
+                r.failures = 0;
+                r.backoff = r.config.min_backoff;
+            }
+            if let Err(e) = read {
+                failed = Some(e.to_string());
+            }
+            if failed.is_some() {
+                break;
+            }
+            if i + 1 == READS_PER_TURN {
+                r.more = true; // come back next turn
+            }
+        }
+        self.scratch = scratch;
+        self.core.redis = Some(r);
+        if let Some(why) = failed {
+            self.redis_down(&why);
+        }
+    }
+
+    /// The turn's end: subscriptions brought in line, and everything
+    /// pending written in one go.
+    pub(super) fn redis_flush(&mut self) {
+        let Some(r) = self.core.redis.as_mut() else {
+            return;
+        };
+        if !r.changed.is_empty() {
+            let changed = std::mem::take(&mut r.changed);
+            let topics = &self.core.topics;
+            r.link
+                .sync(changed.iter().map(|t| (&**t, topics.find(t).is_some())));
+        }
+        self.redis_write();
+    }
+
+    /// Writes what is pending until the socket takes no more (the
+    /// `WRITABLE` edge brings the loop back for the rest).
+    fn redis_write(&mut self) {
+        let Some(r) = self.core.redis.as_mut() else {
+            return;
+        };
+        let mut failed = None;
+        while let Some((stream, _)) = r.conn.as_mut().filter(|_| !r.connecting) {
+            let pending = r.link.pending();
+            if pending.is_empty() {
+                break;
+            }
+            match stream.write(pending) {
+                Ok(n) => r.link.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(format!("write failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = failed {
+            self.redis_down(&why);
+        }
+    }
+}
