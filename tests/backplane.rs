@@ -386,3 +386,66 @@ fn a_handle_publish_from_a_library_server_reaches_another_process() {
     handle.shutdown();
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_stalled_redis_costs_bounded_memory_and_counted_drops() {
+    if !redis::available("a_stalled_redis_costs_bounded_memory_and_counted_drops") {
+        return;
+    }
+    const BIG: usize = 512 * 1024;
+    const SENT: usize = 48; // 24 MiB: past the 8 MiB of pending commands
+    let r = Redis::start(&[]);
+    let (a, b) = (start(&r.url(), &[]), start(&r.url(), &[]));
+    wait_up(&a, 1);
+    wait_up(&b, 1);
+    let mut a1 = join(&a, "a1");
+    r.wait_numsub(None, CHAT, 1);
+    let mut b1 = join(&b, "b1");
+    assert_eq!(text(&mut a1), "b1 joined");
+    r.wait_numsub(None, CHAT, 2);
+
+    // Redis stops reading (SIGSTOP): a's commands pile up, to a bound.
+    let pid = r.pid().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    let body = "x".repeat(BIG);
+    for i in 0..SENT {
+        say(&mut a1, &format!("{i:02}{body}"));
+        // a's own client gets each at once: the stall is Redis's alone.
+        assert_eq!(text(&mut a1).len(), "a1: ".len() + 2 + BIG);
+    }
+    let dropped = a.wait_log_count("too many bytes wait for Redis", 1);
+    assert!(dropped >= 1, "{:#?}", a.logs());
+    // Bounded: a holds far less than the 24 MiB it could not send.
+    assert!(a.rss_kib() < 20 * 1024, "a's RSS is {} KiB", a.rss_kib());
+
+    signal("-CONT");
+    // b gets what was kept, in order, as Redis works through it.
+    let mut got = Vec::new();
+    b1.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    while let Ok(Message::Text(t)) = ws_client::read(&mut b1) {
+        got.push(t[4..6].parse::<usize>().unwrap());
+    }
+    b1.get_ref()
+        .set_read_timeout(Some(ws_client::TIMEOUT))
+        .unwrap();
+    assert!(
+        !got.is_empty() && got.len() < SENT,
+        "b got {} of {SENT}",
+        got.len()
+    );
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    // And the link carries on.
+    say(&mut a1, "after the stall");
+    assert_eq!(text(&mut a1), "a1: after the stall");
+    assert_eq!(text(&mut b1), "a1: after the stall");
+}
