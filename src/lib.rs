@@ -31,7 +31,7 @@
 //! | [`LoopHandle`] | sends, publishes to topics ([`Ctx::subscribe`], [`Ctx::publish`]), closes and shuts down from any thread ([`HandleError`] when its bounded queue is full or the loop is gone) |
 //! | [`proto`] | the sans-I/O layers, for people who bring their own I/O: [`proto::Session`] (one client's whole life), [`proto::Connection`] (the frame layer), handshake, frames, permessage-deflate |
 //! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
-//! | [`SourceId`], [`Stats`] | other event sources in the loop's `Poll` ([`Ctx::register`], [`Handler::on_source`]); the server's counters |
+//! | [`SourceId`], [`Stats`] | other event sources in the loop's `Poll` ([`Ctx::register`], [`Handler::on_source`]); the server's counters ([`StatsHandle`]: the latest, from any thread) |
 //! | `tls` | wss:// with rustls: `Server::set_tls`, certificates from PEM files (feature `tls`) |
 //! | `backplane` | topics across processes through Redis pub/sub: `Server::set_redis` (feature `redis`) |
 //! | `programs` | any program as the handler: websocketd's model (a process per connection) and Resin's (one shared program per route, JSON lines) (feature `programs`, Linux) |
@@ -100,6 +100,7 @@ pub use proto::frame::close_code;
 pub use proto::handshake::{HttpResponse, Request};
 pub use proto::message::Message;
 pub use server::clock;
+pub use server::StatsHandle;
 pub use server::{reuse_port_listeners, Balance, LoopThreads, Loops, MAX_LOOPS};
 pub use server::{Ctx, HandleError, LoopHandle, Server, ShutdownHandle, SourceId, Stats};
 pub use server::{Decision, Handler};

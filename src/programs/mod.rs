@@ -49,6 +49,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,6 +210,8 @@ pub struct Programs {
     next_client: u64,
     /// Programs running at once at most (`None`: no limit).
     max_forks: Option<usize>,
+    /// `children.len()` as of the last turn's end, for other threads.
+    running: Arc<AtomicUsize>,
 }
 
 impl Programs {
@@ -233,6 +236,7 @@ impl Programs {
             next_client: 0,
             stdin_pending: Vec::new(),
             max_forks: None,
+            running: Arc::default(),
         }
     }
 
@@ -247,6 +251,12 @@ impl Programs {
     /// Programs running now.
     pub fn running(&self) -> usize {
         self.children.len()
+    }
+
+    /// How many programs run, for another thread (a metrics endpoint):
+    /// updated at the end of each of the loop's turns.
+    pub fn running_gauge(&self) -> Arc<AtomicUsize> {
+        self.running.clone()
     }
 
     /// The index of the route serving `path`.
@@ -686,6 +696,7 @@ impl Handler for Programs {
                 self.flush_stdin(ctx, key);
             }
         }
+        self.running.store(self.children.len(), Ordering::Relaxed);
     }
 
     fn on_drain(&mut self, ctx: &mut Ctx<'_, ()>, id: ConnId) {

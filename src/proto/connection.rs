@@ -804,7 +804,14 @@ impl Connection {
         if let Some(session) = self.deflate.as_deref() {
             if session.compresses(b.msg.as_bytes().len()) {
                 match session.shared_key() {
-                    Some(key) => self.out.push_shared(b.compressed(key)),
+                    Some(key) => {
+                        let len = b.msg.as_bytes().len();
+                        let frame = b.compressed(key);
+                        // About: the frame's few header bytes count as
+                        // compressed.
+                        crate::proto::deflate::count_saved(len.saturating_sub(frame.len()));
+                        self.out.push_shared(frame);
+                    }
                     None => return self.send(b.msg),
                 }
                 return Ok(());

@@ -208,6 +208,10 @@ pub struct Session {
     /// session's padding has room, so that an idle client costs the loop
     /// no extra word. The session never reads them.
     pub(crate) marks: u8,
+    /// A number the loop keeps with the session (the index of its request
+    /// path among the server's open-connection counts), in the same spare
+    /// room. The session never reads it.
+    pub(crate) tag: u16,
 }
 
 impl Session {
@@ -253,6 +257,7 @@ impl Session {
             stage: LIVE,
             blocked: false,
             marks: 0,
+            tag: 0,
         }
     }
 

@@ -123,6 +123,7 @@ impl<H: Handler> Server<H> {
         let now = self.core.time();
         let session = if over {
             debug!("{peer}: refused with 503, at max_clients");
+            super::stats::Counters::bump(&mut self.core.counters.handshakes_refused, 503);
             Session::refuse_busy(now)
         } else {
             Session::new(now)

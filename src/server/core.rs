@@ -22,6 +22,7 @@ use slab::Slab;
 use super::handle::{Command, Commands};
 use super::io::{Peer, Socket};
 use super::source::SourceId;
+use super::stats::Counters;
 use super::timers::{Due, Stamp, Timers};
 use super::tokens::Tokens;
 use super::topics::Topics;
@@ -134,6 +135,8 @@ pub(crate) struct Core<D> {
     /// that it can leave out its own publishes coming back (linked loops
     /// share loop 0's).
     pub(super) backplane_id: u64,
+    /// What operators read ([`Stats`](super::Stats)).
+    pub(super) counters: Counters,
     /// The Redis backplane, when there is one.
     #[cfg(feature = "redis")]
     pub(super) redis: Option<Box<super::redis::Redis>>,
@@ -198,6 +201,9 @@ fn per_recipient(len: usize) -> usize {
 struct Batch {
     topic: usize,
     frames: Vec<u8>,
+    /// Messages in `frames`, and their payload bytes (for the counters).
+    count: u64,
+    payload: u64,
 }
 
 /// Messages larger than this are not batched: they are shared as they are
@@ -270,6 +276,7 @@ impl<D> Core<D> {
             queued_turn: 0,
             outbox: None,
             backplane_id: rand::random(),
+            counters: Counters::default(),
             #[cfg(feature = "redis")]
             redis: None,
         }
@@ -393,6 +400,10 @@ impl<D> Core<D> {
                     c.set(DIRTY, true);
                     dirty.push(id.key());
                 }
+                if status != SendStatus::Refused {
+                    self.counters.messages_sent += 1;
+                    self.counters.message_bytes_sent += msg.as_bytes().len() as u64;
+                }
                 status
             }
             Sent::LimitClosed => self.limit_closed(id),
@@ -430,8 +441,17 @@ impl<D> Core<D> {
         for id in limited {
             self.limit_closed(id);
         }
-        self.queued_turn += taken * per_recipient(b.message().as_bytes().len());
+        let len = b.message().as_bytes().len();
+        self.queued_turn += taken * per_recipient(len);
+        self.count_sent(taken as u64, len as u64);
         taken
+    }
+
+    /// `n` recipients took a message of `len` payload bytes.
+    #[inline]
+    fn count_sent(&mut self, n: u64, len: u64) {
+        self.counters.messages_sent += n;
+        self.counters.message_bytes_sent += n * len;
     }
 
     pub(crate) fn subscribe(&mut self, id: ConnId, topic: &str) -> bool {
@@ -504,6 +524,8 @@ impl<D> Core<D> {
             |session| session.send_frames_checked(now, config, &frames),
         );
         self.queued_turn += taken * per_recipient(frames.len());
+        self.counters.messages_sent += taken as u64 * batch.count;
+        self.counters.message_bytes_sent += taken as u64 * batch.payload;
         for id in limited {
             self.limit_closed(id);
         }
@@ -524,9 +546,16 @@ impl<D> Core<D> {
             let batch = self.batch.get_or_insert_with(|| {
                 let mut frames = std::mem::take(buf);
                 frames.clear();
-                Batch { topic: t, frames }
+                Batch {
+                    topic: t,
+                    frames,
+                    count: 0,
+                    payload: 0,
+                }
             });
             batch.frames.extend_from_slice(b.plain());
+            batch.count += 1;
+            batch.payload += b.message().as_bytes().len() as u64;
             return self.topics.len_of(t);
         }
         self.flush_batch();
@@ -540,7 +569,7 @@ impl<D> Core<D> {
         } = self;
         let now = Time(*now_stamp);
         let mut limited = Vec::new();
-        fan_out(
+        let taken = fan_out(
             clients,
             dirty,
             topics.members_of(t),
@@ -548,7 +577,9 @@ impl<D> Core<D> {
             |session| session.send_broadcast_checked(now, config, b),
         );
         let n = self.topics.len_of(t);
-        self.queued_turn += n * per_recipient(b.message().as_bytes().len());
+        let len = b.message().as_bytes().len();
+        self.queued_turn += n * per_recipient(len);
+        self.count_sent(taken as u64, len as u64);
         for id in limited {
             self.limit_closed(id);
         }
@@ -559,6 +590,7 @@ impl<D> Core<D> {
     /// and arm its close timeout.
     #[cold]
     fn limit_closed(&mut self, id: ConnId) -> SendStatus {
+        self.counters.backpressure_closes += 1;
         warn!(
             "{}: send queue would pass {} bytes, closing with 1008",
             Peer(&self.clients[id.key()].stream),

@@ -56,7 +56,8 @@ pub use self::loops::{reuse_port_listeners, Balance, LoopThreads, Loops, MAX_LOO
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStats;
 pub use self::source::SourceId;
-pub use self::stats::Stats;
+use self::stats::Counters;
+pub use self::stats::{Stats, StatsHandle};
 use self::timers::Due;
 use self::tokens::{Slot, Tokens};
 use crate::config::Config;
@@ -113,6 +114,11 @@ pub struct Server<H: Handler> {
     /// The loop that gets the next accepted connection, when linked loops
     /// share one listener.
     next_loop: usize,
+    /// Where the counters are copied for other threads, once asked for.
+    stats_out: Option<StatsHandle>,
+    /// When the next copy may be made, and whether one is owed.
+    stats_due: Instant,
+    stats_owed: bool,
 }
 
 impl<H: Handler> Server<H> {
@@ -153,6 +159,11 @@ impl<H: Handler> Server<H> {
     /// forwards the events for which [`Server::owns`] is true to
     /// [`Server::handle_event`], calls [`Server::tick`] after each batch, and
     /// bounds its poll timeout with [`Server::poll_timeout`].
+    ///
+    /// The server registers a mio `Waker` (for its handles), and mio allows
+    /// one per `Poll`: a host with a `Waker` of its own, or a second server
+    /// embedded in the same `Poll`, is refused by mio (a panic in debug
+    /// builds). Run a second server on its own `Poll` instead.
     pub fn embed(
         registry: &Registry,
         tokens: Range<usize>,
@@ -216,6 +227,9 @@ impl<H: Handler> Server<H> {
             done: false,
             accept_paused: false,
             next_loop: 0,
+            stats_out: None,
+            stats_due: Instant::now(),
+            stats_owed: false,
         })
     }
 
@@ -344,7 +358,8 @@ impl<H: Handler> Server<H> {
         // Publishes held for a full loop: retried soon, not in a spin.
         let held =
             (!self.core.hub_backlog.is_empty()).then(|| self.core.now + Duration::from_millis(1));
-        [timer, self.shutdown_deadline, held]
+        let stats = self.stats_owed.then_some(self.stats_due);
+        [timer, self.shutdown_deadline, held, stats]
             .into_iter()
             .flatten()
             .min()
@@ -455,6 +470,7 @@ impl<H: Handler> Server<H> {
         // handler sends now is flushed now.
         self.handler.on_turn_end(&mut Ctx::new(&mut self.core));
         self.flush_dirty();
+        self.refresh_stats();
         if let Some(hub) = self.core.commands.hub() {
             hub.clients[self.core.index as usize].store(
                 self.core.client_count(),
@@ -521,6 +537,9 @@ impl<H: Handler> Server<H> {
         let key = id.key();
         match action {
             Action::Message(incoming) => {
+                let counters = &mut self.core.counters;
+                counters.messages_received += 1;
+                counters.message_bytes_received += incoming.message().as_bytes().len() as u64;
                 self.handler
                     .on_message(&mut Ctx::new(&mut self.core), id, incoming.message());
                 // A message borrowed from the input has no buffer to give back.
@@ -537,9 +556,11 @@ impl<H: Handler> Server<H> {
                     .handler
                     .on_open(&mut Ctx::new(&mut self.core), id, &request);
                 let now = self.core.time();
-                let c = &mut self.core.clients[key];
+                let (c, counters) = (&mut self.core.clients[key], &mut self.core.counters);
                 match decision {
                     Decision::Accept { protocol } => {
+                        counters.handshakes_accepted += 1;
+                        c.session.tag = counters.open_path(request.path());
                         c.session.accept(now, &request, protocol.as_deref());
                         debug!("{} {} opened as {id}", Peer(&c.stream), request.path());
                     }
@@ -551,6 +572,7 @@ impl<H: Handler> Server<H> {
                         }
                         match refusal {
                             Decision::Reject { status, reason } => {
+                                Counters::bump(&mut counters.handshakes_refused, status);
                                 debug!(
                                     "{}: refused by the handler with {status}: {reason}",
                                     Peer(&c.stream)
@@ -558,6 +580,7 @@ impl<H: Handler> Server<H> {
                                 c.session.reject(now, status, &reason);
                             }
                             Decision::Respond(response) => {
+                                Counters::bump(&mut counters.handshakes_refused, response.status);
                                 debug!(
                                     "{}: refused by the handler with {}",
                                     Peer(&c.stream),
@@ -582,11 +605,14 @@ impl<H: Handler> Server<H> {
                 );
                 c.session.respond(now, &request, response.as_ref());
             }
-            Action::Refused(e) => debug!(
-                "{}: handshake refused with {}: {e}",
-                Peer(&self.core.clients[key].stream),
-                e.status()
-            ),
+            Action::Refused(e) => {
+                Counters::bump(&mut self.core.counters.handshakes_refused, e.status());
+                debug!(
+                    "{}: handshake refused with {}: {e}",
+                    Peer(&self.core.clients[key].stream),
+                    e.status()
+                )
+            }
             Action::Failed(e) => warn!(
                 "{}: protocol error, closing with {}: {e}",
                 Peer(&self.core.clients[key].stream),
@@ -637,15 +663,59 @@ impl<H: Handler> Server<H> {
 
     /// The server's counters.
     pub fn stats(&self) -> Stats {
+        let c = &self.core.counters;
         Stats {
             clients: self.core.client_count(),
+            paths: c.paths.clone(),
+            handshakes_accepted: c.handshakes_accepted,
+            handshakes_refused: c.handshakes_refused.clone(),
+            messages_received: c.messages_received,
+            message_bytes_received: c.message_bytes_received,
+            messages_sent: c.messages_sent,
+            message_bytes_sent: c.message_bytes_sent,
+            closes: c.closes.clone(),
+            backpressure_closes: c.backpressure_closes,
+            #[cfg(feature = "deflate")]
+            deflate_bytes_saved: crate::proto::deflate::bytes_saved(),
+            #[cfg(not(feature = "deflate"))]
+            deflate_bytes_saved: 0,
             deflate_memory: self.core.deflate_memory,
             deflate_declined: self.core.deflate_declined,
             topics: self.core.topics.len(),
+            subscriptions: self.core.topics.subscriptions(),
             hub_dropped: self.core.hub_dropped,
             #[cfg(feature = "redis")]
             redis: self.core.redis.as_ref().map(|r| r.stats()),
         }
+    }
+
+    /// The latest [`Stats`] of this loop for any thread (a metrics
+    /// endpoint): from now on the loop copies its counters into the
+    /// handle's snapshot at the end of a turn, at most every 100 ms (and
+    /// once more when it falls idle with changes not yet copied).
+    pub fn stats_handle(&mut self) -> StatsHandle {
+        let handle = self
+            .stats_out
+            .get_or_insert_with(StatsHandle::default)
+            .clone();
+        *handle.0.lock().unwrap_or_else(|e| e.into_inner()) = self.stats();
+        handle
+    }
+
+    /// Copies the counters into the stats handle's snapshot when the last
+    /// copy is old enough; else notes that one is owed.
+    fn refresh_stats(&mut self) {
+        let Some(out) = &self.stats_out else {
+            return;
+        };
+        if self.core.now < self.stats_due {
+            self.stats_owed = true;
+            return;
+        }
+        let stats = self.stats();
+        *out.0.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+        self.stats_due = self.core.now + stats::REFRESH;
+        self.stats_owed = false;
     }
 
     fn run_timers(&mut self) {
@@ -763,6 +833,8 @@ impl<H: Handler> Server<H> {
         }
         let id = ConnId::new(key, client.gen);
         let (code, reason) = client.session.close_status();
+        Counters::bump(&mut self.core.counters.closes, code);
+        self.core.counters.close_path(client.session.tag);
         let reason: Box<str> = reason.into();
         debug!("{} {id} closed with {code}", Peer(&client.stream));
         // Its data and address stay reachable through Ctx during on_close.

@@ -24,6 +24,7 @@ use rustls::ServerConnection;
 
 use super::core::{PAUSED, TLS};
 use super::io::Peer;
+use super::stats::Counters;
 use super::Handler;
 use super::Server;
 use crate::proto::session::{Flow, Session};
@@ -196,6 +197,7 @@ impl<H: Handler> Server<H> {
                             let now = core.time();
                             let client = &mut core.clients[key];
                             client.session = Session::refuse_with(now, 400, PLAIN_HTTP);
+                            Counters::bump(&mut core.counters.handshakes_refused, 400);
                             client.set(TLS, false);
                             core.tls[key] = None;
                             self.scratch = scratch;

@@ -36,6 +36,8 @@ pub(super) struct Topics {
     /// highest key that ever subscribed; a client that never did costs
     /// nothing here.
     subs: Vec<Vec<(u32, u32)>>,
+    /// Memberships, over every topic.
+    subscriptions: usize,
 }
 
 impl Topics {
@@ -67,6 +69,7 @@ impl Topics {
         let topic = &mut self.topics[t];
         let slot = topic.members.insert((id, compressing));
         topic.compressing += usize::from(compressing);
+        self.subscriptions += 1;
         if self.subs.len() <= key {
             self.subs.resize_with(key + 1, Vec::new);
         }
@@ -107,6 +110,7 @@ impl Topics {
         let topic = &mut self.topics[t];
         let (_, compressing) = topic.members.remove(slot);
         topic.compressing -= usize::from(compressing);
+        self.subscriptions -= 1;
         if !topic.members.is_empty() {
             return None;
         }
@@ -172,6 +176,11 @@ impl Topics {
     /// How many topics have at least one subscriber.
     pub(super) fn len(&self) -> usize {
         self.topics.len()
+    }
+
+    /// Memberships, over every topic.
+    pub(super) fn subscriptions(&self) -> usize {
+        self.subscriptions
     }
 }
 

@@ -14,6 +14,7 @@
 //! resolve among them).
 
 mod app;
+mod metrics;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -35,6 +36,8 @@ use crate::app::{App, PushInterval};
 const SIGNALS: Token = Token(0);
 /// Tokens the server may use (it needs two plus one per client slot).
 const SERVER_TOKENS: std::ops::Range<usize> = 1..usize::MAX;
+/// Scrapers served at once by `--metrics`.
+const METRICS_CLIENTS: usize = 16;
 
 /// An RFC 6455 WebSocket server on one single-threaded mio loop, with the
 /// classic demos and a browser page.
@@ -126,6 +129,13 @@ struct Args {
 
     #[command(flatten)]
     redis: RedisArgs,
+
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics,
+    /// on a port of their own: connections per route, handshakes, messages
+    /// and bytes, closes by code, compression, topics, the Redis link,
+    /// programs [default: off]
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     // Programs need Linux (pidfd); elsewhere the binary has no such flags.
     #[cfg(target_os = "linux")]
@@ -381,6 +391,23 @@ struct Listen {
 
 /// `127.0.0.1:8080`, `[::1]:8080` (taken as they are) or `localhost:8080`
 /// (resolved now, so a name that does not resolve is a bad flag).
+/// What a handler adds to the metrics beyond the loops' own stats.
+trait Gauges {
+    /// Programs running (updated by the handler's loop), if it runs any.
+    fn programs_running(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+        None
+    }
+}
+
+impl Gauges for App {}
+
+#[cfg(target_os = "linux")]
+impl Gauges for wsloop::programs::Programs {
+    fn programs_running(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+        Some(self.running_gauge())
+    }
+}
+
 /// The Redis backplane's flags.
 #[derive(Debug, clap::Args)]
 struct RedisArgs {
@@ -741,7 +768,7 @@ fn serve<H>(
     banner: String,
 ) -> io::Result<()>
 where
-    H: Handler + Send + 'static,
+    H: Handler + Send + 'static + Gauges,
     H::Data: Send,
 {
     let mut poll = Poll::new()?;
@@ -789,6 +816,38 @@ where
         }
         Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
         None => "ws",
+    };
+    let mut metrics = match args.metrics {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("--metrics {addr}: cannot listen: {}", describe(&e)),
+                )
+            })?;
+            let sources = metrics::Sources {
+                loops: servers.iter_mut().map(Server::stats_handle).collect(),
+                programs: servers
+                    .iter()
+                    .filter_map(|s| s.handler().programs_running())
+                    .collect(),
+                redis: args.redis.redis.is_some(),
+            };
+            let mut config = Config::default();
+            config.max_clients = METRICS_CLIENTS;
+            let endpoint = metrics::Endpoint::new(sources);
+            // A loop of its own, on a thread of its own: a scrape (which
+            // renders every counter) never delays a WebSocket client, and
+            // it reads nothing but the loops' snapshots.
+            let mut m = Server::with_listener(listener, config, endpoint)?;
+            info!("metrics on http://{}/metrics", m.local_addr());
+            let stop = m.shutdown_handle();
+            let thread = std::thread::Builder::new()
+                .name("wsloop-metrics".into())
+                .spawn(move || m.run())?;
+            Some((stop, thread))
+        }
+        None => None,
     };
     let (mut server, others) = Loops::link(servers)?.spawn_others()?;
     let addr = server.local_addr();
@@ -860,6 +919,10 @@ where
         server.tick();
     };
     let joined = others.join();
+    if let Some((stop, thread)) = metrics.take() {
+        stop.shutdown();
+        let _ = thread.join();
+    }
     info!("stopped");
     result.and(joined)
 }

@@ -64,6 +64,7 @@ mod session;
 
 pub use codec::{Deflater, InflateError, Inflater, INFLATE_STEP, TRAILER};
 pub use negotiate::{negotiate, Agreed, EXTENSION_NAME, MIN_SERVER_WINDOW_BITS};
-pub use session::{compress_shared, Context};
+pub(crate) use session::count_saved;
+pub use session::{bytes_saved, compress_shared, Context};
 
 pub use crate::config::DeflateConfig;
