@@ -160,10 +160,11 @@ impl<H: Handler> Server<H> {
     /// [`Server::handle_event`], calls [`Server::tick`] after each batch, and
     /// bounds its poll timeout with [`Server::poll_timeout`].
     ///
-    /// The server registers a mio `Waker` (for its handles), and mio allows
-    /// one per `Poll`: a host with a `Waker` of its own, or a second server
-    /// embedded in the same `Poll`, is refused by mio (a panic in debug
-    /// builds). Run a second server on its own `Poll` instead.
+    /// The server registers a mio `Waker` (for its handles), and mio
+    /// supports one per `Poll` (debug builds assert it; some platforms'
+    /// pollers have room for only one): a host with a `Waker` of its own,
+    /// or a second server in the same `Poll`, is outside that. Run a second
+    /// server on its own `Poll` instead.
     pub fn embed(
         registry: &Registry,
         tokens: Range<usize>,
