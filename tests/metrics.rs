@@ -165,6 +165,9 @@ fn the_endpoint_counts_what_clients_did_across_two_loops() {
     let server = Wsloop::start(&[
         "--threads",
         "2",
+        // Each connection to the next loop: which loop holds what is known.
+        "--balance",
+        "round-robin",
         "--metrics",
         &maddr.to_string(),
         "--allow-origin",
@@ -236,7 +239,9 @@ fn the_endpoint_counts_what_clients_did_across_two_loops() {
             ("wsloop_message_bytes_received_total -", (150 + 3) as f64),
             ("wsloop_messages_sent_total -", sent.messages as f64),
             ("wsloop_message_bytes_sent_total -", sent.bytes as f64),
-            ("wsloop_topics -", 1.0),
+            // The echo clients on loops 0, 1, 0; c1 on 1, c2 on 0.
+            ("wsloop_topics loop=0", 1.0),
+            ("wsloop_topics loop=1", 1.0),
             ("wsloop_subscriptions -", 2.0),
             ("wsloop_backpressure_closes_total -", 0.0),
         ],

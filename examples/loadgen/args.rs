@@ -28,6 +28,12 @@ taskset). Modes:
 Flags:
   --url URL            ws://HOST:PORT/PATH or wss://... [default ws://127.0.0.1:8080/echo,
                        broadcast: ws://127.0.0.1:8080/chat, ticks: ws://127.0.0.1:9003/]
+      --also-url URL   another server of the same service (repeatable): the
+                       connections are spread over --url and these in turn
+                       (connection i to the (i mod n)-th), with --url's path;
+                       broadcast's sender stays on --url, so its messages
+                       reach the others' receivers through the servers'
+                       backplane (wsloop --redis)
   -c, --connections N  connections (handshake: slots, broadcast: receivers)
                        [default echo 100, idle 1000, handshake 16, broadcast 100,
                        ticks 1000]
@@ -67,7 +73,9 @@ Flags:
       --server-pid PID read the server's CPU time and memory from /proc/PID
                        (CPU: the server's and its children's, reaped or
                        running; idle also reports the PSS of the server
-                       and its children together)
+                       and its children together); repeatable: the CPU of
+                       every PID given is added up (servers and a Redis
+                       behind them), memory is the first's
       --connect-burst N  connections being set up at once [default 256]
       --setup-timeout SECS  limit for opening every connection [default 60]
   -q, --quiet          no per-second lines on stderr
@@ -192,6 +200,11 @@ pub struct Opts {
     pub duration: Duration,
     pub warmup: Duration,
     pub server_pid: Option<u32>,
+    /// More processes whose CPU counts as the server's (`--server-pid`
+    /// given again).
+    pub more_pids: Vec<u32>,
+    /// More servers of the same service (`--also-url`).
+    pub also: Vec<Url>,
     /// wss://: the PEM CA (or self-signed certificate) to trust.
     pub tls_ca: Option<std::path::PathBuf>,
     /// wss://: resume sessions instead of a full handshake each time.
@@ -254,6 +267,8 @@ impl Opts {
         let mut opts_binary = false;
         let (mut payload, mut deflate, mut messages) = (None, false, 1);
         let mut server_pid = None;
+        let mut more_pids = Vec::new();
+        let mut also = Vec::new();
         let mut tls_ca = None;
         let mut tls_resume = false;
         let mut connect_burst = 256;
@@ -272,6 +287,7 @@ impl Opts {
             };
             match flag {
                 "--url" => url = Some(Url::parse(&value()?)?),
+                "--also-url" => also.push(Url::parse(&value()?)?),
                 "-c" | "--connections" => connections = Some(number(flag, &value()?)?),
                 "-d" | "--depth" => depth = Some(number(flag, &value()?)?),
                 "-s" | "--size" => size = Some(parse_size(&value()?)?),
@@ -288,6 +304,7 @@ impl Opts {
                 "--messages" => messages = number(flag, &value()?)?,
                 "-t" | "--duration" => duration = Some(parse_secs(&value()?)?),
                 "-w" | "--warmup" => warmup = Some(parse_secs(&value()?)?),
+                "--server-pid" if server_pid.is_some() => more_pids.push(number(flag, &value()?)?),
                 "--server-pid" => server_pid = Some(number(flag, &value()?)?),
                 "--tls-ca" => tls_ca = Some(std::path::PathBuf::from(value()?)),
                 "--tls-resume" => tls_resume = true,
@@ -336,6 +353,8 @@ impl Opts {
             })),
             warmup: warmup.unwrap_or(Duration::from_secs(if mode == Mode::Idle { 1 } else { 2 })),
             server_pid,
+            more_pids,
+            also,
             tls_ca,
             tls_resume,
             connect_burst: connect_burst.max(1),

@@ -100,7 +100,8 @@ struct Net {
     poll: Poll,
     slots: Vec<Slot>,
     config: Config,
-    addr: std::net::SocketAddr,
+    /// The servers: connection `i` goes to `addrs[i % len]`.
+    addrs: Vec<std::net::SocketAddr>,
     /// wss://: the TLS client configuration and the server's name.
     tls: Option<(
         Arc<rustls::ClientConfig>,
@@ -111,11 +112,23 @@ struct Net {
 impl Net {
     /// Starts a connection in slot `idx`, replacing whatever was there.
     fn connect(&mut self, idx: usize, upgrade: Upgrade, now: Instant) -> Result<(), String> {
+        let addr = self.addrs[idx % self.addrs.len()];
+        self.connect_to(idx, addr, upgrade, now)
+    }
+
+    /// Starts a connection to `addr` in slot `idx`.
+    fn connect_to(
+        &mut self,
+        idx: usize,
+        addr: std::net::SocketAddr,
+        upgrade: Upgrade,
+        now: Instant,
+    ) -> Result<(), String> {
         let slot = &mut self.slots[idx];
         slot.client = None;
         slot.gen += 1;
         let mut stream =
-            TcpStream::connect(self.addr).map_err(|e| format!("connect: {}", net::io_kind(&e)))?;
+            TcpStream::connect(addr).map_err(|e| format!("connect: {}", net::io_kind(&e)))?;
         let token = Token((slot.gen << IDX_BITS) | idx);
         self.poll
             .registry()
@@ -257,7 +270,18 @@ impl Logic {
             at: now,
             total: self.total,
             rx_bytes: self.rx_bytes,
-            server_cpu: self.o.server_pid.and_then(procfs::tree_cpu_ticks),
+            server_cpu: self
+                .o
+                .server_pid
+                .and_then(procfs::tree_cpu_ticks)
+                .map(|first| {
+                    let more = self
+                        .o
+                        .more_pids
+                        .iter()
+                        .filter_map(|&p| procfs::tree_cpu_ticks(p));
+                    first + more.sum::<u64>()
+                }),
             own_cpu: procfs::cpu_ticks(None),
             rss_kib: self.o.server_pid.and_then(procfs::rss_kib),
             tree_pss_kib: self
@@ -441,7 +465,7 @@ impl Logic {
                 &self.o.url.with_query("name=s"),
                 &mut fastrand::Rng::new(),
             );
-            if let Err(e) = net.connect(target, sender, now) {
+            if let Err(e) = net.connect_to(target, self.o.url.addr, sender, now) {
                 self.abort(format!("setup failed: sender {e}"), now);
                 return;
             }
@@ -851,7 +875,10 @@ fn run(o: Opts) -> Result<Report, String> {
             })
             .collect(),
         config: config.clone(),
-        addr: o.url.addr,
+        addrs: std::iter::once(&o.url)
+            .chain(&o.also)
+            .map(|u| u.addr)
+            .collect(),
         tls: tls_client(&o)?,
     };
     let rss_base = o.server_pid.and_then(procfs::rss_kib);
@@ -1198,6 +1225,10 @@ fn report(l: &Logic) -> Report {
     let mut j: Vec<(&'static str, J)> = vec![
         ("mode", J::Str(o.mode.to_string())),
         ("url", J::Str(o.url.text.clone())),
+        (
+            "also_urls",
+            J::Arr(o.also.iter().map(|u| J::Str(u.text.clone())).collect()),
+        ),
         ("connections", J::Int(o.connections as u64)),
     ];
     let what = match o.mode {

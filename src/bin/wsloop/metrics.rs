@@ -219,11 +219,16 @@ impl Collector for Sources {
             "Upgrades served uncompressed for the compression memory ceiling.",
             counter(|s| s.deflate_declined),
         )?;
-        single(
+        family(
             e,
             "topics",
-            "Topics with a subscriber, per loop, added up.",
-            gauge(|s| s.topics as u64),
+            "Topics with a subscriber, by loop (a topic held on two loops is on both).",
+            "loop",
+            stats
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i as u64, ConstGauge::new(s.topics as i64))),
+            Gauge,
         )?;
         single(
             e,
