@@ -368,3 +368,51 @@ fn programs_running_are_counted() {
         ],
     );
 }
+
+#[test]
+fn what_compression_saved_is_counted() {
+    if !parser_available() {
+        return;
+    }
+    let Some(loadgen) = wsloop_bin::example("loadgen") else {
+        return;
+    };
+    let mport = redis::free_port();
+    let maddr: SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    let server = Wsloop::start(&["--metrics", &maddr.to_string()]);
+    // Compressible chat-like messages of 1 KiB, compressed both ways.
+    let done = process::run_with_deadline(
+        Command::new(loadgen).args([
+            "echo",
+            "--url",
+            &format!("ws://{}/echo", server.addr),
+            "--deflate",
+            "-c",
+            "2",
+            "-s",
+            "1KiB",
+            "-t",
+            "1",
+            "-w",
+            "0",
+            "-q",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        done.status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        done.stderr
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let got = scrape(maddr);
+    let sent = got["wsloop_message_bytes_sent_total -"];
+    let saved = got["wsloop_deflate_bytes_saved_total -"];
+    assert!(sent > 0.0, "{got:#?}");
+    // Words compress well: more than a third off, never more than all.
+    assert!(
+        saved > sent / 3.0 && saved < sent,
+        "saved {saved} of {sent}"
+    );
+}
