@@ -365,7 +365,7 @@ fn a_handle_publish_from_a_library_server_reaches_another_process() {
     let thread = std::thread::spawn(move || {
         let addr = "127.0.0.1:0".parse().unwrap();
         let mut server = Server::bind(addr, Config::default(), Quiet)?;
-        server.set_redis(RedisConfig::from_url(&url).unwrap())?;
+        server.set_redis(RedisConfig::from_url(&url).unwrap());
         tx.send(server.handle()).unwrap();
         server.run()
     });
@@ -393,7 +393,7 @@ fn a_stalled_redis_costs_bounded_memory_and_counted_drops() {
         return;
     }
     const BIG: usize = 512 * 1024;
-    const SENT: usize = 48; // 24 MiB: past the 8 MiB of pending commands
+    const SENT: usize = 96; // 48 MiB: past the 32 MiB of pending commands
     let r = Redis::start(&[]);
     let (a, b) = (start(&r.url(), &[]), start(&r.url(), &[]));
     wait_up(&a, 1);
@@ -423,8 +423,8 @@ fn a_stalled_redis_costs_bounded_memory_and_counted_drops() {
     }
     let dropped = a.wait_log_count("too many bytes wait for Redis", 1);
     assert!(dropped >= 1, "{:#?}", a.logs());
-    // Bounded: a holds far less than the 24 MiB it could not send.
-    assert!(a.rss_kib() < 20 * 1024, "a's RSS is {} KiB", a.rss_kib());
+    // Bounded: a holds less than the 48 MiB it could not send.
+    assert!(a.rss_kib() < 44 * 1024, "a's RSS is {} KiB", a.rss_kib());
 
     signal("-CONT");
     // b gets what was kept, in order, as Redis works through it.

@@ -1640,17 +1640,21 @@ mod deflate {
             let mut conn = with_deflate(limited(1 << 20, limit), agree(&[]));
             let mut fed_bytes = 0;
             let mut error = None;
-            for chunk in input.chunks(512) {
+            'feed: for chunk in input.chunks(512) {
                 let mut buf = chunk.to_vec();
-                match conn.read(&mut buf) {
-                    Ok((used, event)) => {
-                        assert_eq!(used, chunk.len());
-                        assert!(event.is_none());
-                        fed_bytes += used;
-                    }
-                    Err(e) => {
-                        error = Some(e);
-                        break;
+                let mut pos = 0;
+                // A call returns at a fragment's end: the rest is fed again.
+                while pos < buf.len() {
+                    match conn.read(&mut buf[pos..]) {
+                        Ok((used, event)) => {
+                            assert!(used > 0 && event.is_none());
+                            pos += used;
+                            fed_bytes += used;
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            break 'feed;
+                        }
                     }
                 }
             }

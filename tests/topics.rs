@@ -171,6 +171,28 @@ fn a_publish_read_just_before_a_close_frame_still_reaches_the_closer() {
 }
 
 #[test]
+fn a_close_between_fragments_still_comes_after_the_turns_publish() {
+    let mut server = board();
+    let mut a = RawClient::open(&mut server, "/?t");
+    // A publish, then the first fragment of another message, then a close
+    // frame (a control frame may come between fragments), in one write.
+    a.send(
+        &[
+            text("pub t published"),
+            encode(false, 0, TEXT, b"pub t never fin", Some(MASK)),
+            close(1000, "bye"),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        a.frame(&mut server).text(),
+        "published",
+        "before the close reply"
+    );
+    assert_eq!(a.frame(&mut server).close_code(), 1000);
+}
+
+#[test]
 fn a_publish_in_the_turn_a_timeout_closes_a_member_still_reaches_it_first() {
     let mut config = Config::default();
     config.idle_timeout = Some(Duration::from_secs(10));

@@ -35,10 +35,21 @@ pub struct RedisConfig {
     /// different ones.
     pub prefix: String,
     /// Most bytes of commands waiting for Redis to read them (a slow or
-    /// stalled Redis, or one still connecting). Publishes past it are
-    /// dropped, counted and logged: the memory stays bounded. Subscriptions
-    /// are never dropped (one per topic at most).
+    /// stalled Redis, or one still connecting). A publish that would pass
+    /// it is dropped, counted and logged: the memory stays bounded.
+    /// Subscriptions are never dropped (one per topic at most). Also the
+    /// largest reply taken from Redis (plus 64 KiB): a message published
+    /// by another program larger than that ends the connection, which is
+    /// made again. Keep it above twice the largest message clients may
+    /// send (`Config::max_message_size`, 16 MiB by default).
     pub max_pending: usize,
+    /// How long a connection may take to be made and answer `HELLO`
+    /// before it is given up and tried again.
+    pub connect_timeout: std::time::Duration,
+    /// How often a link that is up sends `PING`; one not answered by the
+    /// next is a dead link (a Redis host gone, a NAT that dropped the
+    /// connection), closed and made again.
+    pub ping_interval: std::time::Duration,
     /// The first wait before reconnecting after a failure, doubled at each
     /// failure in a row up to [`RedisConfig::max_backoff`].
     pub min_backoff: Duration,
@@ -150,7 +161,8 @@ impl RedisConfig {
 
 impl Default for RedisConfig {
     /// Redis on `127.0.0.1:6379` without a password, prefix `wsloop:`,
-    /// 8 MiB of pending commands, reconnecting after 100 ms doubling to 5 s.
+    /// 32 MiB of pending commands, reconnecting after 100 ms doubling to
+    /// 5 s, 5 s to connect, a `PING` every 15 s.
     fn default() -> Self {
         RedisConfig {
             host: "127.0.0.1".into(),
@@ -158,7 +170,9 @@ impl Default for RedisConfig {
             user: None,
             password: None,
             prefix: "wsloop:".into(),
-            max_pending: 8 << 20,
+            max_pending: 32 << 20,
+            connect_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(15),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }

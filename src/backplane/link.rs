@@ -18,7 +18,7 @@
 //! `PUBLISH` from another program) is delivered as text when it is UTF-8,
 //! else as binary.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use redis_protocol::resp3::decode::complete::decode_range;
 use redis_protocol::resp3::encode::complete::encode_borrowed;
@@ -33,6 +33,12 @@ const MAGIC: &[u8; 4] = b"WSL1";
 const ENVELOPE: usize = 4 + 8 + 1;
 /// Channels per `SUBSCRIBE` when a whole set is subscribed again.
 const CHANNELS_PER_COMMAND: usize = 512;
+/// A command's framing around its arguments, at most (array and blob
+/// headers of `PUBLISH`, its channel and its payload).
+const PUBLISH_FRAMING: usize = 64;
+/// Buffers larger than this are given back once empty (a burst does not
+/// keep its memory).
+const KEEP_CAPACITY: usize = 1 << 20;
 
 /// Where the link stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +65,11 @@ pub struct LinkStats {
     pub dropped: u64,
     /// Publishes written on a connection that ended before Redis answered
     /// them: maybe delivered, maybe not (Redis pub/sub is at most once).
+    /// (A publish Redis answered with an error is counted here too if the
+    /// connection then ends.)
     pub unconfirmed: u64,
-    /// Errors Redis answered to a command.
+    /// Errors: Redis's answers to a command, and messages from Redis that
+    /// claimed to be text and were not UTF-8.
     pub errors: u64,
 }
 
@@ -106,8 +115,13 @@ pub struct RedisLink {
     inbuf: Vec<u8>,
     /// Topics subscribed on this connection (asked of Redis).
     subscribed: HashSet<Box<str>>,
-    /// `PUBLISH`es written whose answer has not come.
-    unanswered: u64,
+    /// Where each `PUBLISH` not yet answered ends, in bytes queued on this
+    /// connection since it started; `queued` and `written` are the totals.
+    publishes: VecDeque<u64>,
+    queued: u64,
+    written: u64,
+    /// A `PING` was sent and its `PONG` has not come.
+    ping_out: bool,
     max_pending: usize,
     max_reply: usize,
     /// The envelope being built.
@@ -125,7 +139,10 @@ impl RedisLink {
             sent: 0,
             inbuf: Vec::new(),
             subscribed: HashSet::new(),
-            unanswered: 0,
+            publishes: VecDeque::new(),
+            queued: 0,
+            written: 0,
+            ping_out: false,
             max_pending: config.max_pending,
             // A message as large as the pending limit, plus its framing.
             max_reply: config.max_pending + 64 * 1024,
@@ -174,22 +191,45 @@ impl RedisLink {
     }
 
     /// The connection ended: what was queued for it is dropped, and the
-    /// publishes it did not see answered are counted as unconfirmed.
+    /// publishes it did not see answered are counted: as dropped when they
+    /// were never written, as unconfirmed when they were.
     pub fn disconnect(&mut self) {
         self.state = LinkState::Down;
-        self.out.clear();
+        for end in self.publishes.drain(..) {
+            if end <= self.written {
+                self.stats.unconfirmed += 1;
+            } else {
+                self.stats.dropped += 1;
+            }
+        }
+        self.out = Vec::new();
         self.sent = 0;
-        self.inbuf.clear();
+        self.inbuf = Vec::new();
         self.subscribed.clear();
-        self.stats.unconfirmed += self.unanswered;
-        self.unanswered = 0;
+        self.queued = 0;
+        self.written = 0;
+        self.ping_out = false;
+    }
+
+    /// Queues a `PING`, to learn that Redis still answers; false (and no
+    /// `PING`) when the last one is still unanswered: the connection is
+    /// dead. Call it when the link has been quiet for a while.
+    pub fn ping(&mut self) -> bool {
+        if self.ping_out {
+            return false;
+        }
+        self.ping_out = true;
+        self.command(&[blob(b"PING")]);
+        true
     }
 
     /// Queues `PUBLISH` of `msg` on `topic`'s channel, stamped with
     /// `origin` (the publishing process). False when it was dropped: the
     /// link is down or `max_pending` bytes are waiting already.
     pub fn publish(&mut self, origin: u64, topic: &str, msg: Message<'_>) -> bool {
-        if self.state == LinkState::Down || self.pending().len() >= self.max_pending {
+        let needed =
+            PUBLISH_FRAMING + self.prefix.len() + topic.len() + ENVELOPE + msg.as_bytes().len();
+        if self.state == LinkState::Down || self.pending().len() + needed > self.max_pending {
             self.stats.dropped += 1;
             return false;
         }
@@ -205,7 +245,10 @@ impl RedisLink {
         let channel = self.channel(topic);
         self.command(&[blob(b"PUBLISH"), blob(&channel), blob(&env)]);
         self.scratch = env;
-        self.unanswered += 1;
+        if self.scratch.capacity() > KEEP_CAPACITY {
+            self.scratch = Vec::new();
+        }
+        self.publishes.push_back(self.queued);
         self.stats.published += 1;
         true
     }
@@ -249,9 +292,13 @@ impl RedisLink {
     /// `n` bytes of [`RedisLink::pending`] were written.
     pub fn advance(&mut self, n: usize) {
         self.sent += n;
+        self.written += n as u64;
         if self.sent >= self.out.len() {
             self.out.clear();
             self.sent = 0;
+            if self.out.capacity() > KEEP_CAPACITY {
+                self.out = Vec::new();
+            }
         } else if self.sent > 64 * 1024 && self.sent > self.out.len() / 2 {
             self.out.drain(..self.sent);
             self.sent = 0;
@@ -286,6 +333,9 @@ impl RedisLink {
         self.inbuf.extend_from_slice(rest);
         if self.inbuf.len() > self.max_reply {
             return Err(LinkError::TooLarge(self.max_reply));
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_CAPACITY {
+            self.inbuf = Vec::new();
         }
         Ok(())
     }
@@ -325,6 +375,10 @@ impl RedisLink {
                     | Some(RangeFrame::SimpleString { data: (a, b), .. }) => Some(&buf[*a..*b]),
                     _ => None,
                 };
+                if part(0) == Some(b"pong") {
+                    self.ping_out = false; // RESP2 servers answer a PING so while subscribed
+                    return;
+                }
                 if part(0) != Some(b"message") {
                     return; // subscribe and unsubscribe confirmations
                 }
@@ -346,15 +400,19 @@ impl RedisLink {
                 self.state = LinkState::Up;
                 on(LinkEvent::Up);
             }
-            RangeFrame::Number { .. } => self.unanswered = self.unanswered.saturating_sub(1),
+            RangeFrame::Number { .. } => {
+                self.publishes.pop_front();
+            }
+            RangeFrame::SimpleString { data, .. } if &buf[data.0..data.1] == b"PONG" => {
+                self.ping_out = false;
+            }
             RangeFrame::SimpleError { data, .. } | RangeFrame::BlobError { data, .. } => {
                 let why = text(data);
                 if self.state == LinkState::Hello {
                     on(LinkEvent::Refused(why));
                 } else {
-                    // A PUBLISH refused (an ACL without the channel, say)
-                    // answers with this error instead of a number.
-                    self.unanswered = self.unanswered.saturating_sub(1);
+                    // A command refused (an ACL without the channel, say):
+                    // which one is not said, so nothing is matched to it.
                     self.stats.errors += 1;
                     on(LinkEvent::Error(why));
                 }
@@ -420,6 +478,7 @@ impl RedisLink {
         let n = encode_borrowed(&mut self.out[start..], &frame, false)
             .expect("a buffer of encode_len bytes");
         self.out.truncate(start + n);
+        self.queued += n as u64;
     }
 }
 
@@ -521,7 +580,7 @@ mod tests {
     #[test]
     fn subscriptions_are_netted_and_publishes_bounded() {
         let mut l = RedisLink::new(&RedisConfig {
-            max_pending: 100,
+            max_pending: 300,
             ..RedisConfig::default()
         });
         l.sync([("a", true)]);
@@ -536,16 +595,47 @@ mod tests {
             "*2\r\n$9\r\nSUBSCRIBE\r\n$8\r\nwsloop:b\r\n*2\r\n$11\r\nUNSUBSCRIBE\r\n$8\r\nwsloop:a\r\n"
         );
         assert!(l.is_subscribed("b") && !l.is_subscribed("a") && !l.is_subscribed("c"));
-        // Nothing written: the second 60-byte publish passes 100 bytes.
+        // One publish is written, then Redis stops reading: the next ones
+        // wait, up to 300 bytes (each takes 71, counted as at most 105).
         assert!(l.publish(1, "b", Message::Binary(&[0; 20])));
-        assert!(l.publish(1, "b", Message::Binary(&[0; 20])));
-        assert!(!l.publish(1, "b", Message::Binary(&[0; 20])));
-        assert_eq!((l.stats().published, l.stats().dropped), (2, 1));
-        // The connection ends with both unanswered.
+        let first = l.pending().len();
+        assert_eq!(first, 71);
+        l.advance(first);
+        for _ in 0..3 {
+            assert!(l.publish(1, "b", Message::Binary(&[0; 20])));
+        }
+        assert!(
+            !l.publish(1, "b", Message::Binary(&[0; 20])),
+            "past the bound"
+        );
+        assert_eq!((l.stats().published, l.stats().dropped), (4, 1));
+        // The connection ends: the written one may have been delivered,
+        // the three that waited were not.
         l.disconnect();
-        assert_eq!(l.stats().unconfirmed, 2);
+        assert_eq!((l.stats().unconfirmed, l.stats().dropped), (1, 4));
         assert_eq!(l.state(), LinkState::Down);
         assert!(!l.is_subscribed("b"));
+    }
+
+    #[test]
+    fn answers_are_matched_to_publishes_and_pings() {
+        let mut l = link();
+        l.connect(None, None, []);
+        events(&mut l, 1, b"%0\r\n");
+        take(&mut l);
+        l.publish(1, "t", Message::Text("x"));
+        l.publish(1, "t", Message::Text("y"));
+        l.advance(l.pending().len());
+        assert!(l.ping());
+        assert_eq!(take(&mut l), "*1\r\n$4\r\nPING\r\n");
+        assert!(!l.ping(), "the last PING is unanswered");
+        // One PUBLISH answered, then the PONG; an error is reported.
+        let got = events(&mut l, 1, b":1\r\n+PONG\r\n-NOPERM no\r\n");
+        assert_eq!(got, ["Error(\"NOPERM no\")"]);
+        assert!(l.ping(), "answered");
+        l.disconnect();
+        assert_eq!(l.stats().unconfirmed, 1, "the one never answered");
+        assert_eq!(l.stats().errors, 1);
     }
 
     #[test]

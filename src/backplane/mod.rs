@@ -37,7 +37,7 @@
 //!     }
 //! }
 //! let mut server = Server::bind("127.0.0.1:9001".parse().unwrap(), Config::default(), Chat)?;
-//! server.set_redis(RedisConfig::from_url("redis://127.0.0.1:6379").unwrap())?;
+//! server.set_redis(RedisConfig::from_url("redis://127.0.0.1:6379").unwrap());
 //! server.run()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```

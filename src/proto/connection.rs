@@ -421,7 +421,7 @@ impl Connection {
     ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
         let total = input.len();
         let mut pos = 0;
-        loop {
+        {
             if self.frame.is_none() {
                 let Some((header, used)) = self.take_header(&input[pos..])? else {
                     return Ok((total, None));
@@ -550,9 +550,10 @@ impl Connection {
                 });
                 return Ok((pos, Some(event)));
             }
-            if pos == total {
-                return Ok((total, None));
-            }
+            // A fragment ended: back to the caller at the frame boundary,
+            // so that it sees the next frame's start (a close, say) before
+            // this connection reads it.
+            Ok((pos, None))
         }
     }
 

@@ -65,7 +65,9 @@ impl<H: Handler> Server<H> {
         };
         let to = self.next_loop % hub.inboxes.len();
         self.next_loop = to + 1;
-        if to == self.core.index as usize {
+        // A loop shutting down takes no one new (this one is not, or it
+        // would have no listener).
+        if to == self.core.index as usize || hub.inboxes[to].stopping() {
             return self.admit(stream, peer);
         }
         // Not registered yet: the loop that takes it registers it in its
@@ -80,16 +82,17 @@ impl<H: Handler> Server<H> {
 
     /// A connection another loop accepted and handed here.
     pub(super) fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if self.shutdown_deadline.is_some() {
-            // Shutting down: it would only be closed again; dropping it
-            // closes the socket.
-            debug!("{peer}: dropped, shutting down");
-            return;
-        }
-        self.admit(stream, peer);
+        // Shutting down (the other loop could not know yet): answered with
+        // 503 and Retry-After, as over the client limit, not dropped.
+        let refuse = self.shutdown_deadline.is_some();
+        self.admit_as(stream, peer, refuse);
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        self.admit_as(stream, peer, false);
+    }
+
+    fn admit_as(&mut self, mut stream: TcpStream, peer: SocketAddr, refuse: bool) {
         // Linked loops share the limit: the others' counts are as of
         // their last turn.
         let clients = match self.core.commands.hub() {
@@ -99,7 +102,7 @@ impl<H: Handler> Server<H> {
             }
             None => self.core.client_count(),
         };
-        let over = clients >= self.core.config.max_clients;
+        let over = refuse || clients >= self.core.config.max_clients;
         if over && self.core.answering >= MAX_ANSWERING {
             debug!("{peer}: dropped, over capacity");
             return;

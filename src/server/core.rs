@@ -941,7 +941,7 @@ impl<D> Core<D> {
             Due::User(k, g) => user_timers.get(k as usize).is_some_and(|(tg, _)| *tg == g),
             Due::Accept => true,
             #[cfg(feature = "redis")]
-            Due::Redis => true,
+            Due::Redis(_) => true,
         });
     }
 }

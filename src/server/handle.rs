@@ -89,6 +89,9 @@ pub(crate) enum Command {
     /// A connection another loop accepted, handed to this one
     /// ([`Loops`](crate::Loops) without `SO_REUSEPORT`).
     Adopt(mio::net::TcpStream, std::net::SocketAddr),
+    /// The Redis backplane's host, looked up on a thread of its own.
+    #[cfg(feature = "redis")]
+    RedisResolved(Result<Vec<std::net::SocketAddr>, String>),
     #[cfg(feature = "tls")]
     Tls(Arc<rustls::ServerConfig>),
 }
@@ -230,9 +233,11 @@ impl Commands {
     }
 
     /// The loop has shut down: its handles' commands fail from now on
-    /// (as they do once the server is dropped).
+    /// (as they do once the server is dropped), and what was still queued
+    /// is dropped now (a connection handed over is closed with it).
     pub(super) fn finish(&self) {
         self.handle.inbox.finished.store(true, Ordering::SeqCst);
+        while self.rx.try_recv().is_ok() {}
     }
 
     /// The commands waiting now, at most one queue's worth (so that
@@ -255,6 +260,11 @@ impl Commands {
 }
 
 impl Inbox {
+    /// The loop is shutting down or gone: nothing new should go to it.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.requested() || self.finished.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn push(&self, command: Command) -> Result<(), HandleError> {
         self.try_push(command).map_err(|back| match back {
             Some(_) => HandleError::Full,

@@ -439,6 +439,8 @@ impl<H: Handler> Server<H> {
                     self.core.close(id, code, &reason);
                 }
                 Command::Adopt(stream, peer) => self.adopt(stream, peer),
+                #[cfg(feature = "redis")]
+                Command::RedisResolved(addrs) => self.redis_resolved(addrs),
                 #[cfg(feature = "tls")]
                 Command::Tls(config) => self.set_tls(config),
             }
@@ -486,6 +488,10 @@ impl<H: Handler> Server<H> {
                 }
                 self.done = true;
                 self.core.commands.finish();
+                // The last counts (the clients removed just now) reach the
+                // stats handle, owed or not.
+                self.stats_due = self.core.now;
+                self.refresh_stats();
             }
         }
     }
@@ -754,7 +760,7 @@ impl<H: Handler> Server<H> {
                 }
                 Due::Accept => self.resume_accept(),
                 #[cfg(feature = "redis")]
-                Due::Redis => self.redis_retry(),
+                Due::Redis(timer) => self.redis_timer(timer),
             }
         }
         self.core.purge_timers();

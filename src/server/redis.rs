@@ -4,14 +4,16 @@
 //! protocol is [`RedisLink`]'s; this is only its I/O.
 //!
 //! ```text
-//! set_redis ──► connect (non-blocking) ──► a source in the Poll ──WRITABLE──► connected: HELLO, SUBSCRIBE held topics
+//! set_redis ──► (a name: lookup thread ──Command::RedisResolved──►) connect (non-blocking)
+//!           ──► a source in the Poll ──WRITABLE──► connected: HELLO, SUBSCRIBE held topics
+//! Due::Redis(n) ──► the one current timer: retry after the backoff, give up a slow connect, PING
 //! readable ──► RedisLink::read ──► Core::publish (this loop's subscribers only)
 //! turn end ──► RedisLink::sync (the turn's topic changes) ──► one write of everything pending
 //! EOF, error, HELLO refused ──► down: publishes dropped and counted; Due::Redis after the backoff ──► connect
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -19,6 +21,7 @@ use mio::net::TcpStream;
 use mio::Interest;
 
 use super::core::Core;
+use super::handle::Command;
 use super::source::SourceId;
 use super::timers::Due;
 use super::{Handler, Server};
@@ -33,25 +36,34 @@ const READS_PER_TURN: usize = 16;
 pub(super) struct Redis {
     pub(super) link: RedisLink,
     config: RedisConfig,
+    /// The host as an address, when it is one (no lookup needed).
+    literal: Option<IpAddr>,
+    /// The addresses the host had at its last lookup (tried in turn).
     addrs: Vec<SocketAddr>,
-    /// The address tried next (they are tried in turn).
     next_addr: usize,
+    /// A lookup is running on a thread of its own.
+    resolving: bool,
     conn: Option<(TcpStream, SourceId)>,
     /// The TCP connect has not completed yet.
     connecting: bool,
     backoff: Duration,
-    /// Failures since the link was last up.
+    /// Connections given up since the link was last up.
     failures: u32,
     /// The link came up before: the next time it does is a reconnect.
     was_up: bool,
     reconnects: u64,
+    /// The timer that counts (`Due::Redis` carries it; older ones are
+    /// stale): a retry, a connect deadline, or the next `PING`.
+    timer: u32,
     /// Topics that gained their first subscriber here or lost their last
     /// this turn (netted at the turn's end).
     pub(super) changed: Vec<Box<str>>,
     /// Reading stopped with bytes maybe left: read again next turn.
     pub(super) more: bool,
-    /// Drops reported so far (the log says when they pass a power of two).
+    /// Drops and errors reported so far (the log says when they pass a
+    /// power of two).
     dropped_logged: u64,
+    errors_logged: u64,
 }
 
 /// The backplane's counters ([`Stats::redis`](crate::Stats::redis)).
@@ -62,7 +74,8 @@ pub struct RedisStats {
     pub up: bool,
     /// Times the link came up again after it had been up.
     pub reconnects: u64,
-    /// Failed connection attempts since the link was last up.
+    /// Connections given up (refused, timed out, closed, `HELLO` refused,
+    /// no `PONG`) since the link was last up.
     pub failures: u32,
     /// The protocol's counters: published, received, dropped, unconfirmed.
     pub link: LinkStats,
@@ -90,6 +103,12 @@ impl Redis {
             warn!("redis: publish not sent to other processes ({why}): {dropped} dropped so far");
         }
     }
+
+    /// Arms the backplane's one timer `after` from `now`.
+    fn arm(&mut self, timers: &mut super::timers::Timers, now: time::Stamp, after: Duration) {
+        self.timer = self.timer.wrapping_add(1);
+        timers.push(time::after(now, after), Due::Redis(self.timer));
+    }
 }
 
 impl<D> Core<D> {
@@ -115,39 +134,34 @@ impl<H: Handler> Server<H> {
     /// [`backplane`](crate::backplane)): publishes also go to Redis, and
     /// this loop subscribes to the topics its clients hold. Connects in the
     /// background: until the link is up the server serves its own clients,
-    /// and it retries with backoff whenever the link is down. Fails only
-    /// when `config.host` does not resolve. With linked loops, call it on
-    /// every loop (each has its own connection).
-    pub fn set_redis(&mut self, config: RedisConfig) -> io::Result<()> {
-        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
-            .to_socket_addrs()?
-            .collect();
-        if addrs.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} has no address", config.host),
-            ));
-        }
+    /// and it retries with backoff whenever the link is down. A host name
+    /// is looked up again before each connection, on a short-lived thread
+    /// (the loop never waits for DNS). With linked loops, call it on every
+    /// loop (each has its own connection).
+    pub fn set_redis(&mut self, config: RedisConfig) {
         if let Some(old) = self.core.redis.take() {
             self.drop_conn(old);
         }
         self.core.redis = Some(Box::new(Redis {
             link: RedisLink::new(&config),
             backoff: config.min_backoff,
+            literal: config.host.parse().ok(),
             config,
-            addrs,
+            addrs: Vec::new(),
             next_addr: 0,
+            resolving: false,
             conn: None,
             connecting: false,
             failures: 0,
             was_up: false,
             reconnects: 0,
+            timer: 0,
             changed: Vec::new(),
             more: false,
             dropped_logged: 0,
+            errors_logged: 0,
         }));
         self.redis_connect();
-        Ok(())
     }
 
     fn drop_conn(&mut self, mut r: Box<Redis>) {
@@ -166,13 +180,68 @@ impl<H: Handler> Server<H> {
             .is_some_and(|(_, id)| id.key as usize == key)
     }
 
-    /// Starts a connection to the next address.
+    /// Makes the next connection: to the host's address, or, for a name,
+    /// after a lookup on a thread of its own (its answer comes back as a
+    /// command, `redis_resolved`).
     pub(super) fn redis_connect(&mut self) {
+        let Some(r) = self.core.redis.as_mut() else {
+            return;
+        };
+        if r.conn.is_some() || r.resolving {
+            return;
+        }
+        if let Some(ip) = r.literal {
+            let addr = SocketAddr::new(ip, r.config.port);
+            return self.redis_connect_to(addr);
+        }
+        r.resolving = true;
+        let (host, port) = (r.config.host.clone(), r.config.port);
+        let inbox = self.core.commands.inbox();
+        let looked_up = std::thread::Builder::new()
+            .name("wsloop-redis-dns".into())
+            .spawn(move || {
+                let addrs = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>())
+                    .map_err(|e| e.to_string());
+                // A loop that is gone needs no answer.
+                let _ = inbox.push(Command::RedisResolved(addrs));
+            });
+        if let Err(e) = looked_up {
+            self.redis_resolved(Err(format!("no thread for the lookup: {e}")));
+        }
+    }
+
+    /// The host's lookup answered: connect to its next address (the last
+    /// ones known when it failed, if any).
+    pub(super) fn redis_resolved(&mut self, addrs: Result<Vec<SocketAddr>, String>) {
+        let Some(r) = self.core.redis.as_mut() else {
+            return;
+        };
+        r.resolving = false;
+        let why = match addrs {
+            Ok(addrs) if !addrs.is_empty() => {
+                r.addrs = addrs;
+                None
+            }
+            Ok(_) => Some(format!("{} has no address", r.config.host)),
+            Err(e) => Some(format!("cannot resolve {}: {e}", r.config.host)),
+        };
+        if r.addrs.is_empty() {
+            return self.redis_down(&why.unwrap_or_default());
+        }
+        if let Some(why) = why {
+            debug!("redis: {why}; trying the addresses it had");
+        }
+        let addr = r.addrs[r.next_addr % r.addrs.len()];
+        r.next_addr += 1;
+        self.redis_connect_to(addr);
+    }
+
+    fn redis_connect_to(&mut self, addr: SocketAddr) {
         let Some(mut r) = self.core.redis.take() else {
             return;
         };
-        let addr = r.addrs[r.next_addr % r.addrs.len()];
-        r.next_addr += 1;
         let started = TcpStream::connect(addr).and_then(|mut stream| {
             let id = self
                 .core
@@ -188,6 +257,9 @@ impl<H: Handler> Server<H> {
                 let (user, password) = (r.config.user.clone(), r.config.password.clone());
                 r.link.connect(user.as_deref(), password.as_deref(), held);
                 r.changed.clear(); // all of them were just subscribed
+                let deadline = r.config.connect_timeout;
+                let now = self.core.stamp();
+                r.arm(&mut self.core.timers, now, deadline);
                 self.core.redis = Some(r);
             }
             Err(e) => {
@@ -215,26 +287,39 @@ impl<H: Handler> Server<H> {
         r.backoff = (r.backoff * 2).min(r.config.max_backoff);
         if was == LinkState::Up || r.failures == 1 {
             warn!("redis: {why}; serving this process's clients alone, retrying in {wait:?}");
-        } else if wait == r.config.max_backoff && r.backoff == wait {
+        } else if wait == r.config.max_backoff && r.failures % 10 == 0 {
             // At the longest wait: once in a while, not every attempt.
-            if r.failures % 10 == 0 {
-                warn!("redis: still down after {} attempts: {why}", r.failures);
-            } else {
-                debug!("redis: {why}; retrying in {wait:?}");
-            }
+            warn!("redis: still down after {} attempts: {why}", r.failures);
         } else {
             debug!("redis: {why}; retrying in {wait:?}");
         }
-        self.core
-            .timers
-            .push(time::after(self.core.stamp(), wait), Due::Redis);
+        let now = self.core.stamp();
+        r.arm(&mut self.core.timers, now, wait);
         self.core.redis = Some(r);
     }
 
-    /// The backoff passed.
-    pub(super) fn redis_retry(&mut self) {
-        if self.core.redis.as_ref().is_some_and(|r| r.conn.is_none()) {
-            self.redis_connect();
+    /// The backplane's timer, if it is the current one: a retry, a connect
+    /// that took too long, or the next `PING` (and the last one's answer).
+    pub(super) fn redis_timer(&mut self, timer: u32) {
+        let now = self.core.stamp();
+        let Some(r) = self.core.redis.as_mut().filter(|r| r.timer == timer) else {
+            return;
+        };
+        match (r.conn.is_some(), r.link.state()) {
+            (false, _) => self.redis_connect(),
+            (true, LinkState::Up) => {
+                let every = r.config.ping_interval;
+                if r.link.ping() {
+                    r.arm(&mut self.core.timers, now, every);
+                    self.redis_write();
+                } else {
+                    self.redis_down(&format!("no answer to PING within {every:?}"));
+                }
+            }
+            (true, _) => {
+                let within = r.config.connect_timeout;
+                self.redis_down(&format!("not connected within {within:?}"));
+            }
         }
     }
 
@@ -306,21 +391,23 @@ impl<H: Handler> Server<H> {
             let core = &mut self.core;
             let origin = core.backplane_id;
             let mut up = false;
+            let mut last_error = None;
             let read = r.link.read(origin, &scratch[..n], |event| match event {
                 LinkEvent::Message { topic, msg } => {
                     core.publish(topic, &mut Broadcast::new(msg));
                 }
                 LinkEvent::Up => up = true,
                 LinkEvent::Refused(why) => failed = Some(format!("HELLO refused: {why}")),
-                LinkEvent::Error(why) => warn!("redis: a command failed: {why}"),
+                LinkEvent::Error(why) => last_error = Some(why),
             });
             if up {
                 if r.was_up {
                     r.reconnects += 1;
                 }
-                let after = match r.failures {
-                    0 => String::new(),
-                    n => format!(" after {n} failed attempts"),
+                let after = match (r.was_up, r.failures) {
+                    (true, _) => " again".to_owned(),
+                    (false, 0) => String::new(),
+                    (false, n) => format!(" after {n} failed attempts"),
                 };
                 info!(
                     "redis: link up ({}:{}){after}",
@@ -329,6 +416,16 @@ impl<H: Handler> Server<H> {
                 r.was_up = true;
                 r.failures = 0;
                 r.backoff = r.config.min_backoff;
+                let every = r.config.ping_interval;
+                let now = self.core.stamp();
+                r.arm(&mut self.core.timers, now, every);
+            }
+            let errors = r.link.stats().errors;
+            if errors.is_power_of_two() && errors > r.errors_logged {
+                r.errors_logged = errors;
+                if let Some(why) = &last_error {
+                    warn!("redis: a command failed: {why} ({errors} errors so far)");
+                }
             }
             if let Err(e) = read {
                 failed = Some(e.to_string());
@@ -338,6 +435,17 @@ impl<H: Handler> Server<H> {
             }
             if i + 1 == READS_PER_TURN {
                 r.more = true; // come back next turn
+            }
+            // A flood from Redis is bounded like any other fan-out: past
+            // the turn's budget, what is queued goes out before reading on.
+            if self.core.queued_turn > super::core::TURN_QUEUE_BUDGET {
+                self.core.redis = Some(r);
+                self.scratch = std::mem::take(&mut scratch);
+                self.flush_if_over_budget();
+                scratch = std::mem::take(&mut self.scratch);
+                // Invariant: nothing in a flush takes the backplane away
+                // (a failed write closes its connection, not the backplane).
+                r = self.core.redis.take().expect("the backplane stays");
             }
         }
         self.scratch = scratch;

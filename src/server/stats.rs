@@ -31,8 +31,8 @@ pub struct Stats {
     /// Clients connected (handshaking, open or closing).
     pub clients: usize,
     /// Open WebSocket connections by request path (the handler accepted
-    /// them and they have not closed), in order of first appearance; past
-    /// 64 distinct paths the rest are counted under `*`.
+    /// them and they have not closed); at most 64 paths, a path with none
+    /// left giving its place to a new one, and the rest counted under `*`.
     pub paths: Vec<(Box<str>, usize)>,
     /// Upgrades accepted.
     pub handshakes_accepted: u64,
@@ -119,11 +119,19 @@ impl Counters {
 
     /// One more open connection on `path`; returns the path's index.
     pub(super) fn open_path(&mut self, path: &str) -> u16 {
+        let idle = |(p, n): &(Box<str>, usize)| *n == 0 && &**p != "*";
         let i = match self.paths.iter().position(|(p, _)| &**p == path) {
             Some(i) => i,
             None if self.paths.len() < MAX_PATHS => {
                 self.paths.push((path.into(), 0));
                 self.paths.len() - 1
+            }
+            // A path with no connection left gives its place up (no session
+            // holds its index any more).
+            None if self.paths.iter().any(idle) => {
+                let i = self.paths.iter().position(idle).unwrap_or(0);
+                self.paths[i].0 = path.into();
+                i
             }
             None => match self.paths.iter().position(|(p, _)| &**p == "*") {
                 Some(i) => i,
@@ -166,5 +174,10 @@ mod tests {
         assert_eq!(c.paths.last().unwrap(), &("*".into(), 37));
         c.close_path(chat);
         assert_eq!(c.paths[0], ("/chat".into(), 1));
+        // A path with none left gives its place up.
+        c.close_path(1); // /room/0
+        let i = c.open_path("/new");
+        assert_eq!((i, &*c.paths[1].0), (1, "/new"));
+        assert_eq!(c.open_path("/newer"), MAX_PATHS as u16, "the rest under *");
     }
 }

@@ -27,9 +27,10 @@ pub(crate) enum Due {
     User(u32, u32),
     /// Resume accepting after an accept error.
     Accept,
-    /// Connect to Redis again after the backoff.
+    /// The Redis backplane's timer (a retry, a connect deadline, the next
+    /// `PING`), by the number it was armed with.
     #[cfg(feature = "redis")]
-    Redis,
+    Redis(u32),
 }
 
 /// A min-heap of 24-byte entries: every client has one.

@@ -389,8 +389,6 @@ struct Listen {
     addrs: Vec<SocketAddr>,
 }
 
-/// `127.0.0.1:8080`, `[::1]:8080` (taken as they are) or `localhost:8080`
-/// (resolved now, so a name that does not resolve is a bad flag).
 /// What a handler adds to the metrics beyond the loops' own stats.
 trait Gauges {
     /// Programs running (updated by the handler's loop), if it runs any.
@@ -443,6 +441,8 @@ fn parse_redis(s: &str) -> Result<RedisConfig, String> {
     RedisConfig::from_url(s).map_err(|e| e.to_string())
 }
 
+/// `127.0.0.1:8080`, `[::1]:8080` (taken as they are) or `localhost:8080`
+/// (resolved now, so a name that does not resolve is a bad flag).
 fn parse_listen(s: &str) -> Result<Listen, String> {
     let given = s.trim().to_owned();
     if let Ok(addr) = given.parse::<SocketAddr>() {
@@ -798,9 +798,7 @@ where
     let tls = &args.tls;
     if let Some(redis) = args.redis.config() {
         for server in &mut servers {
-            server
-                .set_redis(redis.clone())
-                .map_err(|e| io::Error::new(e.kind(), format!("--redis {}: {e}", redis.host)))?;
+            server.set_redis(redis.clone());
         }
         info!(
             "redis: topics shared through {}:{} (channels {}*)",

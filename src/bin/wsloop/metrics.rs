@@ -1,9 +1,11 @@
-//! `--metrics ADDR`: the Prometheus endpoint. It is a wsloop server of its
-//! own in the host loop's `Poll` (its listener one more source there),
-//! whose handler answers `GET /metrics` from the loops' latest stats
-//! snapshots ([`StatsHandle`]): nothing on the message path, no thread, and
-//! the same HTTP handling (limits, timeouts) as the main port. The text is
-//! OpenMetrics, encoded by the `prometheus-client` crate.
+//! `--metrics ADDR`: the Prometheus endpoint. It is a small wsloop server
+//! of its own, on a thread of its own, whose handler answers `GET
+//! /metrics` from the loops' latest stats snapshots ([`StatsHandle`]):
+//! nothing on the message path, a scrape never delays a client, and the
+//! same HTTP handling (limits, timeouts) as the main port. The text is
+//! OpenMetrics, encoded by the `prometheus-client` crate; label values
+//! that come from clients (request paths) are escaped here, as that
+//! encoder writes them as they are.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,6 +97,30 @@ where
     Ok(())
 }
 
+/// A label value as the text format wants it: `\`, `"` and newlines
+/// escaped (a request path may hold any of them).
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A close code's label: itself, or its range for application codes.
+fn code_label(code: u16) -> String {
+    match code {
+        3000..=3999 => "3xxx".into(),
+        4000..=4999 => "4xxx".into(),
+        code => code.to_string(),
+    }
+}
+
 /// `(key, n)` lists of every loop, added up by key.
 fn merged<K: Ord + Clone>(lists: impl Iterator<Item = Vec<(K, u64)>>) -> Vec<(K, u64)> {
     let mut all = std::collections::BTreeMap::new();
@@ -130,7 +156,7 @@ impl Collector for Sources {
         let paths = merged(stats.iter().map(|s| {
             s.paths
                 .iter()
-                .map(|(p, n)| (p.to_string(), *n as u64))
+                .map(|(p, n)| (escape(p), *n as u64))
                 .collect()
         }));
         family(
@@ -184,11 +210,18 @@ impl Collector for Sources {
             "Payload bytes of the messages queued, per recipient, before compression.",
             counter(|s| s.message_bytes_sent),
         )?;
-        let closes = merged(stats.iter().map(|s| s.closes.clone()));
+        // The codes applications choose (3000-4999) are the clients' to
+        // pick: counted by range, so a client cannot make a series per code.
+        let closes = merged(stats.iter().map(|s| {
+            s.closes
+                .iter()
+                .map(|&(code, n)| (code_label(code), n))
+                .collect()
+        }));
         family(
             e,
             "closes",
-            "Accepted connections ended, by close code (1006: no close frame).",
+            "Accepted connections ended, by close code (1006: no close frame; 3xxx and 4xxx: application codes).",
             "code",
             closes
                 .into_iter()
