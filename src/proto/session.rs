@@ -608,6 +608,27 @@ impl Session {
         })
     }
 
+    /// [`Session::send_frames_checked`], written at once when nothing is
+    /// queued and the peer keeps up (what the socket does not take is
+    /// queued): for the end of a turn, when no later send to this client
+    /// can join the same write.
+    pub(crate) fn send_frames_through(
+        &mut self,
+        now: Time,
+        config: &Config,
+        frames: &std::sync::Arc<[u8]>,
+        out: &mut (impl Transmit + ?Sized),
+    ) -> Sent {
+        let blocked = self.blocked;
+        self.queue(now.0, config, frames.len(), |conn| {
+            if !blocked && conn.buffered_amount() == 0 && conn.is_open() {
+                transmit::write_through(conn.outgoing(), out, frames, &[]);
+                return true;
+            }
+            conn.send_shared(frames).is_ok()
+        })
+    }
+
     #[inline]
     fn queue(
         &mut self,

@@ -68,8 +68,16 @@ pub(crate) fn write_through(
     head: &[u8],
     payload: &[u8],
 ) {
+    let both = [IoSlice::new(head), IoSlice::new(payload)];
+    // One slice alone when there is no payload (shared frames written as
+    // they are): a plain write, not a vectored or gathered one.
+    let bufs = if payload.is_empty() {
+        &both[..1]
+    } else {
+        &both[..]
+    };
     let written = loop {
-        match out.transmit(&[IoSlice::new(head), IoSlice::new(payload)], false) {
+        match out.transmit(bufs, false) {
             Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break 0,

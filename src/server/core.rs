@@ -182,6 +182,34 @@ fn fan_out<D>(
     taken
 }
 
+/// [`fan_out`] with the whole client (its socket too) in hand.
+fn write_out<D>(
+    clients: &mut Slab<Client<D>>,
+    dirty: &mut Vec<usize>,
+    ids: impl IntoIterator<Item = ConnId>,
+    limited: &mut Vec<ConnId>,
+    mut push: impl FnMut(&mut Client<D>) -> Sent,
+) -> usize {
+    let mut taken = 0;
+    for id in ids {
+        let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
+            continue;
+        };
+        match push(c) {
+            Sent::Status(SendStatus::Refused) => {}
+            Sent::Status(_) => {
+                if !c.is(DIRTY) && c.session.has_pending() {
+                    c.set(DIRTY, true);
+                    dirty.push(id.key());
+                }
+                taken += 1;
+            }
+            Sent::LimitClosed => limited.push(id),
+        }
+    }
+    taken
+}
+
 /// What queuing a frame of `len` bytes costs one recipient: its copy when
 /// it is copied into the queue, else a queue entry.
 fn per_recipient(len: usize) -> usize {
@@ -501,6 +529,17 @@ impl<D> Core<D> {
 
     /// Queues the open batch for its topic's members.
     pub(super) fn flush_batch(&mut self) {
+        self.send_batch(false);
+    }
+
+    /// Sends the open batch at the end of a turn: written at once to each
+    /// plain member with nothing queued (nothing later in the turn could
+    /// share that write), queued for the others.
+    pub(super) fn flush_batch_at_turn_end(&mut self) {
+        self.send_batch(true);
+    }
+
+    fn send_batch(&mut self, through: bool) {
         let Some(batch) = self.batch.take() else {
             return;
         };
@@ -516,13 +555,31 @@ impl<D> Core<D> {
         } = self;
         let now = Time(*now_stamp);
         let mut limited = Vec::new();
-        let taken = fan_out(
-            clients,
-            dirty,
-            topics.members_of(batch.topic),
-            &mut limited,
-            |session| session.send_frames_checked(now, config, &frames),
-        );
+        let taken = if through {
+            write_out(
+                clients,
+                dirty,
+                topics.members_of(batch.topic),
+                &mut limited,
+                |c| {
+                    // Through rustls, not the socket: queued as ever.
+                    #[cfg(feature = "tls")]
+                    if c.is(TLS) {
+                        return c.session.send_frames_checked(now, config, &frames);
+                    }
+                    c.session
+                        .send_frames_through(now, config, &frames, &mut Socket(&c.stream))
+                },
+            )
+        } else {
+            fan_out(
+                clients,
+                dirty,
+                topics.members_of(batch.topic),
+                &mut limited,
+                |session| session.send_frames_checked(now, config, &frames),
+            )
+        };
         self.queued_turn += taken * per_recipient(frames.len());
         self.counters.messages_sent += taken as u64 * batch.count;
         self.counters.message_bytes_sent += taken as u64 * batch.payload;

@@ -199,9 +199,9 @@ impl<H: Handler> Server<H> {
     }
 
     pub(super) fn flush_dirty(&mut self) {
-        // The turn's last publishes join their members' queues first, and
-        // go to the other loops.
-        self.core.flush_batch();
+        // The turn's last publishes go out first (written at once where
+        // nothing waits), and to the other loops.
+        self.core.flush_batch_at_turn_end();
         self.core.flush_outbox();
         #[cfg(feature = "redis")]
         self.redis_flush();
