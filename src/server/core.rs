@@ -162,24 +162,7 @@ fn fan_out<D>(
     limited: &mut Vec<ConnId>,
     mut push: impl FnMut(&mut Session) -> Sent,
 ) -> usize {
-    let mut taken = 0;
-    for id in ids {
-        let Some(c) = clients.get_mut(id.key()).filter(|c| id.is(c.gen)) else {
-            continue;
-        };
-        match push(&mut c.session) {
-            Sent::Status(SendStatus::Refused) => {}
-            Sent::Status(_) => {
-                if !c.is(DIRTY) && c.session.has_pending() {
-                    c.set(DIRTY, true);
-                    dirty.push(id.key());
-                }
-                taken += 1;
-            }
-            Sent::LimitClosed => limited.push(id),
-        }
-    }
-    taken
+    write_out(clients, dirty, ids, limited, |c| push(&mut c.session))
 }
 
 /// [`fan_out`] with the whole client (its socket too) in hand.
