@@ -218,6 +218,60 @@ fn a_publish_in_the_turn_a_timeout_closes_a_member_still_reaches_it_first() {
     assert_eq!(a.frame(&mut server).close_code(), 1001);
 }
 
+/// A batch is written through to a member with nothing queued; what its
+/// socket does not take is queued, and later batches queue behind it.
+#[test]
+fn a_member_whose_socket_fills_still_gets_every_publish_whole_and_in_order() {
+    // Under the 16 KiB a batched message may have.
+    const MESSAGES: usize = 800;
+    let body = |i: usize| format!("{i:04}{}", char::from(b'a' + (i % 26) as u8)).repeat(2_000);
+    let mut server = board();
+    let mut slow = RawClient::open(&mut server, "/?t");
+    slow.reading = false;
+    let mut fast = RawClient::open(&mut server, "/?t");
+    let mut publisher = RawClient::open(&mut server, "/");
+    let slow_id = server.handler().opened[0];
+    let mut fast_got = Vec::new();
+    let mut most_held = 0;
+    // 8 publishes of 10 KB per write (a batch per turn), 8 MB in all:
+    // more than the slow member's socket buffers take while it does not
+    // read.
+    for batch in (0..MESSAGES).step_by(8) {
+        let mut bytes = Vec::new();
+        for i in batch..batch + 8 {
+            bytes.extend(text(&format!("pub t {}", body(i))));
+        }
+        publisher.send(&bytes);
+        step_until(&mut server, "the batch at the fast member", |server| {
+            publisher.pump();
+            fast.pump();
+            while let Some(f) = fast.take_frame() {
+                fast_got.push(f.text().to_string());
+            }
+            let held = server.context().1.buffered_amount(slow_id).unwrap();
+            most_held = most_held.max(held);
+            fast_got.len() == batch + 8
+        });
+    }
+    assert!(
+        most_held > 0,
+        "the slow member's socket took all 8 MB: the test no longer fills it"
+    );
+    slow.reading = true;
+    let mut slow_got = Vec::new();
+    step_until(&mut server, "every publish at the slow member", |_| {
+        slow.pump();
+        while let Some(f) = slow.take_frame() {
+            slow_got.push(f.text().to_string());
+        }
+        slow_got.len() == MESSAGES || slow.closed()
+    });
+    let want: Vec<String> = (0..MESSAGES).map(body).collect();
+    assert!(fast_got == want, "the fast member's copies differ");
+    assert!(slow_got == want, "the slow member's copies differ");
+    assert_eq!(server.context().1.buffered_amount(slow_id), Some(0));
+}
+
 #[test]
 fn a_closing_client_leaves_every_topic_and_its_slot_successor_starts_clean() {
     let mut server = board();

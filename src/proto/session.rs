@@ -622,7 +622,7 @@ impl Session {
         let blocked = self.blocked;
         self.queue(now.0, config, frames.len(), |conn| {
             if !blocked && conn.buffered_amount() == 0 && conn.is_open() {
-                transmit::write_through(conn.outgoing(), out, frames, &[]);
+                transmit::write_shared_through(conn.outgoing(), out, frames);
                 return true;
             }
             conn.send_shared(frames).is_ok()

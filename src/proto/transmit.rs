@@ -3,6 +3,7 @@
 //! plaintext side, a test's `Vec<u8>`), and the drain loop over a send queue.
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 
 use crate::buf::SendQueue;
 
@@ -68,25 +69,168 @@ pub(crate) fn write_through(
     head: &[u8],
     payload: &[u8],
 ) {
-    let both = [IoSlice::new(head), IoSlice::new(payload)];
-    // One slice alone when there is no payload (shared frames written as
-    // they are): a plain write, not a vectored or gathered one.
-    let bufs = if payload.is_empty() {
-        &both[..1]
-    } else {
-        &both[..]
-    };
-    let written = loop {
-        match out.transmit(bufs, false) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break 0,
-        }
-    };
+    let written = write_once(out, &[IoSlice::new(head), IoSlice::new(payload)]);
     if written < head.len() {
         queue.push(&head[written..]);
         queue.push(payload);
     } else {
         queue.push(&payload[written - head.len()..]);
+    }
+}
+
+/// [`write_through`] for frames shared with other queues, into an empty
+/// `queue`: what the socket does not take is queued as the shared chunk
+/// itself, past what was written, so a batch that a thousand slow members
+/// leave unwritten is held once, not copied per member.
+pub(crate) fn write_shared_through(
+    queue: &mut SendQueue,
+    out: &mut (impl Transmit + ?Sized),
+    frames: &Arc<[u8]>,
+) {
+    debug_assert!(queue.is_empty(), "written through ahead of queued bytes");
+    let written = write_once(out, &[IoSlice::new(frames)]);
+    if written < frames.len() {
+        queue.push_shared(frames);
+        queue.consume(written);
+    }
+}
+
+/// One write of `bufs`, retried when interrupted; 0 on an error (the
+/// caller queues what was not taken, and the next [`drain`] finds it).
+fn write_once(out: &mut (impl Transmit + ?Sized), bufs: &[IoSlice<'_>]) -> usize {
+    loop {
+        match out.transmit(bufs, false) {
+            Ok(n) => return n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer whose socket takes `room` more bytes, then would block (or
+    /// fails, when `broken`).
+    struct Peer {
+        took: Vec<u8>,
+        room: usize,
+        broken: bool,
+    }
+
+    impl io::Write for Peer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.broken {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let before = self.took.len();
+            for b in bufs {
+                let n = b.len().min(self.room - (self.took.len() - before));
+                self.took.extend_from_slice(&b[..n]);
+            }
+            let n = self.took.len() - before;
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn peer(room: usize) -> Peer {
+        Peer {
+            took: Vec::new(),
+            room,
+            broken: false,
+        }
+    }
+
+    /// Drains what `queue` holds to a peer with room for all of it.
+    fn rest(queue: &mut SendQueue) -> Vec<u8> {
+        let mut all = peer(usize::MAX);
+        assert!(drain(queue, &mut all, false).unwrap());
+        all.took
+    }
+
+    fn frames(len: usize) -> Arc<[u8]> {
+        (0..len).map(|i| i as u8).collect::<Vec<u8>>().into()
+    }
+
+    #[test]
+    fn shared_frames_the_socket_partly_takes_stay_shared_not_copied() {
+        let f = frames(10_000);
+        let mut queue = SendQueue::new();
+        let mut out = peer(4_000);
+        write_shared_through(&mut queue, &mut out, &f);
+        assert_eq!(queue.len(), 6_000);
+        // The queue holds the chunk itself: one more owner, no copy.
+        assert_eq!(Arc::strong_count(&f), 2);
+        out.took.extend(rest(&mut queue));
+        assert_eq!(out.took, &f[..], "in order, each byte once");
+        assert_eq!(Arc::strong_count(&f), 1);
+    }
+
+    #[test]
+    fn shared_frames_taken_whole_leave_nothing_queued() {
+        let f = frames(10_000);
+        let mut queue = SendQueue::new();
+        let mut out = peer(20_000);
+        write_shared_through(&mut queue, &mut out, &f);
+        assert!(queue.is_empty());
+        assert_eq!((out.took.as_slice(), Arc::strong_count(&f)), (&f[..], 1));
+    }
+
+    #[test]
+    fn shared_frames_a_failed_write_queues_whole_for_the_drain_to_report() {
+        for (room, broken) in [(0, false), (0, true)] {
+            let f = frames(300);
+            let mut queue = SendQueue::new();
+            let mut out = Peer {
+                took: Vec::new(),
+                room,
+                broken,
+            };
+            write_shared_through(&mut queue, &mut out, &f);
+            assert_eq!(queue.len(), 300);
+            if broken {
+                assert_eq!(
+                    drain(&mut queue, &mut out, false).unwrap_err().kind(),
+                    io::ErrorKind::BrokenPipe
+                );
+            } else {
+                assert_eq!(rest(&mut queue), &f[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn small_shared_frames_partly_taken_keep_their_order() {
+        // At or under COPY_SHARED_UP_TO the rest is copied: no owner kept.
+        let f = frames(200);
+        let mut queue = SendQueue::new();
+        let mut out = peer(50);
+        write_shared_through(&mut queue, &mut out, &f);
+        assert_eq!(Arc::strong_count(&f), 1);
+        out.took.extend(rest(&mut queue));
+        assert_eq!(out.took, &f[..]);
+    }
+
+    #[test]
+    fn write_through_queues_what_the_head_and_payload_left() {
+        for room in [0, 3, 10, 25] {
+            let mut queue = SendQueue::new();
+            let mut out = peer(room);
+            write_through(&mut queue, &mut out, b"0123456789", b"abcdefghij");
+            assert_eq!(out.took.len() + queue.len(), 20, "room {room}");
+            out.took.extend(rest(&mut queue));
+            assert_eq!(out.took, b"0123456789abcdefghij", "room {room}");
+        }
     }
 }

@@ -515,9 +515,10 @@ impl<D> Core<D> {
         self.send_batch(false);
     }
 
-    /// Sends the open batch at the end of a turn: written at once to each
-    /// plain member with nothing queued (nothing later in the turn could
-    /// share that write), queued for the others.
+    /// Sends the open batch when the loop flushes (at the end of a turn, or
+    /// in its middle past the turn budget): written at once to each plain
+    /// member with nothing queued, as the flush would write it next anyway;
+    /// queued for the others.
     pub(super) fn flush_batch_at_turn_end(&mut self) {
         self.send_batch(true);
     }
