@@ -33,7 +33,7 @@
 //! | [`clock`] | the loop's replaceable time source ([`clock::ManualClock`] for tests) |
 //! | [`SourceId`], [`Stats`] | other event sources in the loop's `Poll` ([`Ctx::register`], [`Handler::on_source`]); the server's counters ([`StatsHandle`]: the latest, from any thread) |
 //! | `tls` | wss:// with rustls: `Server::set_tls`, certificates from PEM files (feature `tls`) |
-//! | `backplane` | topics across processes through Redis pub/sub: `Server::set_redis` (feature `redis`) |
+//! | `backplane` | topics across processes through Redis pub/sub: `Server::set_redis` (feature `redis`; `rediss://` over TLS with feature `rediss`) |
 //! | `programs` | any program as the handler: websocketd's model (a process per connection) and Resin's (one shared program per route, JSON lines) (feature `programs`, Linux) |
 //!
 //! Data flows one way:

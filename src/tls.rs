@@ -56,6 +56,10 @@ pub enum TlsError {
     /// match the certificate.
     #[error("certificate and key: {0}")]
     Rustls(#[from] rustls::Error),
+    /// No trusted root certificate (a CA file that holds none rustls takes,
+    /// or a system store that could not be read).
+    #[error("trusted roots: {0}")]
+    Roots(String),
 }
 
 /// A server configuration from a PEM certificate chain (leaf first) and a
@@ -64,24 +68,34 @@ pub fn from_pem_files(
     cert: impl AsRef<Path>,
     key: impl AsRef<Path>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let (cert, key) = (cert.as_ref(), key.as_ref());
-    let chain = CertificateDer::pem_file_iter(cert)
+    let chain = load_chain(cert.as_ref())?;
+    let key_der = load_key(key.as_ref())?;
+    config(chain, key_der)
+}
+
+/// The PEM certificates in `path` (at least one).
+pub(crate) fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError::Certificate {
-            path: cert.to_owned(),
+            path: path.to_owned(),
             why: e.to_string(),
         })?;
     if chain.is_empty() {
         return Err(TlsError::Certificate {
-            path: cert.to_owned(),
+            path: path.to_owned(),
             why: "no certificate in it".into(),
         });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.to_owned(),
+    Ok(chain)
+}
+
+/// The PEM private key in `path` (PKCS#8, PKCS#1 or SEC1).
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
+        path: path.to_owned(),
         why: e.to_string(),
-    })?;
-    config(chain, key_der)
+    })
 }
 
 /// A server configuration from a DER certificate chain and key, with the

@@ -13,6 +13,8 @@ use tungstenite::Message;
 use wsloop::backplane::RedisConfig;
 use wsloop::{Config, ConnId, Ctx, Handler, Server};
 
+#[path = "support/pki.rs"]
+mod pki;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/redis.rs"]
@@ -253,7 +255,7 @@ fn auth_from_the_url_and_a_wrong_password() {
 fn bad_urls_are_refused_at_start_with_exit_code_2() {
     let cases: BTreeMap<&str, &str> = [
         ("http://localhost", "unsupported scheme"),
-        ("rediss://localhost", "TLS"),
+        ("rediss://localhost:0", "bad port"),
         ("redis://localhost:0", "bad port"),
         ("redis://", "no host"),
         ("redis://h/x", "bad database"),
@@ -286,6 +288,138 @@ fn bad_urls_are_refused_at_start_with_exit_code_2() {
         "{}",
         done.stderr
     );
+}
+
+/// Connections to Redis's TLS port from processes named `wsloop`.
+fn wsloop_clients_on(r: &Redis, port: u16) -> usize {
+    let lines = r.command(None, &["CLIENT", "LIST"]);
+    let laddr = format!("laddr=127.0.0.1:{port} ");
+    lines
+        .iter()
+        .filter(|l| l.contains("name=wsloop") && l.contains(&laddr))
+        .count()
+}
+
+#[test]
+fn rediss_with_a_private_ca_and_client_certificates() {
+    if !redis::available("rediss_with_a_private_ca_and_client_certificates") {
+        return;
+    }
+    let ca = pki::TestCa::new("rediss");
+    let (server_cert, server_key) = ca.issue_files("redis");
+    let (client_cert, client_key) = ca.issue_files("client");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca_pem, client_cert, client_key) =
+        (path(&ca.ca_pem()), path(&client_cert), path(&client_key));
+    let tls_port = redis::free_port();
+    // Plain on its port for the test's own commands, TLS on `tls_port`
+    // asking every client for a certificate (Redis's default).
+    let r = Redis::start(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &path(&server_cert),
+        "--tls-key-file",
+        &path(&server_key),
+        "--tls-ca-cert-file",
+        &ca_pem,
+        "--tls-auth-clients",
+        "yes",
+    ]);
+    let files = [
+        "--redis-ca",
+        &ca_pem,
+        "--redis-cert",
+        &client_cert,
+        "--redis-key",
+        &client_key,
+    ];
+    // By name and by address: each checked against the certificate.
+    let a = start(&format!("rediss://localhost:{tls_port}"), &files);
+    let b = start(&format!("rediss://127.0.0.1:{tls_port}"), &files);
+    wait_up(&a, 1);
+    wait_up(&b, 1);
+    assert_eq!(wsloop_clients_on(&r, tls_port), 2, "both over TLS");
+    let mut a1 = join(&a, "a1");
+    r.wait_numsub(None, CHAT, 1);
+    let mut b1 = join(&b, "b1");
+    assert_eq!(text(&mut a1), "b1 joined", "through Redis over TLS");
+    r.wait_numsub(None, CHAT, 2);
+    say(&mut a1, "sealed");
+    say(&mut b1, "delivered");
+    for (who, ws) in [("a1", &mut a1), ("b1", &mut b1)] {
+        let mut got = texts(ws, 2);
+        got.sort();
+        assert_eq!(got, ["a1: sealed", "b1: delivered"], "{who}");
+    }
+    // Large messages cross too (many TLS records each way).
+    let big = "x".repeat(200_000);
+    say(&mut b1, &big);
+    assert_eq!(text(&mut a1), format!("b1: {big}"));
+    assert_eq!(text(&mut b1), format!("b1: {big}"));
+    all_silent(&mut [("a1", &mut a1), ("b1", &mut b1)]);
+
+    // No client certificate: Redis refuses the handshake; the system's
+    // roots do not know the private CA. Both keep serving their own
+    // clients and say why they are not linked.
+    let no_cert = start(
+        &format!("rediss://localhost:{tls_port}"),
+        &["--redis-ca", &ca_pem],
+    );
+    let unknown_ca = start(&format!("rediss://localhost:{tls_port}"), &[]);
+    for (server, says) in [
+        (&no_cert, "CertificateRequired"),
+        (&unknown_ca, "UnknownIssuer"),
+    ] {
+        let failed = server.wait_log_count(says, 1);
+        assert!(failed >= 1, "{:#?}", server.logs());
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            server.log_count("redis: link up"),
+            0,
+            "{:#?}",
+            server.logs()
+        );
+        let mut c1 = join(server, "c1");
+        let mut c2 = join(server, "c2");
+        assert_eq!(text(&mut c1), "c2 joined");
+        say(&mut c2, "alone");
+        assert_eq!(text(&mut c1), "c2: alone");
+    }
+    assert_silent(
+        &mut a1,
+        Duration::from_millis(300),
+        "a1: the others are not linked",
+    );
+    assert_eq!(wsloop_clients_on(&r, tls_port), 2);
+
+    // TLS flags without rediss://, and files that are not what they
+    // should be: a clear error at start, exit code 2.
+    let plain = format!("redis://127.0.0.1:{}", r.port);
+    let missing = path(&ca.dir.join("missing.pem"));
+    let rediss = format!("rediss://localhost:{tls_port}");
+    for (url, flags, says) in [
+        (&plain, vec!["--redis-ca", &ca_pem], "rediss://"),
+        (&rediss, vec!["--redis-ca", &missing], "missing.pem"),
+        (&rediss, vec!["--redis-cert", &client_cert], "--redis-key"),
+        (
+            &rediss,
+            vec!["--redis-cert", &client_cert, "--redis-key", &ca_pem],
+            "ca.pem",
+        ),
+    ] {
+        let done = process::run_with_deadline(
+            Command::new(BIN)
+                .args(["--listen", "127.0.0.1:0", "--redis", url])
+                .args(&flags)
+                .env_remove("WSLOOP_REDIS")
+                .stdin(Stdio::null()),
+            Duration::from_secs(10),
+        );
+        let status = done.status.expect("exits at once");
+        assert_eq!(status.code(), Some(2), "{flags:?}: {}", done.stderr);
+        assert!(done.stderr.contains(says), "{flags:?}: {}", done.stderr);
+    }
 }
 
 #[test]

@@ -55,16 +55,22 @@ pub struct RedisConfig {
     pub min_backoff: Duration,
     /// The longest wait between two connection attempts.
     pub max_backoff: Duration,
+    /// TLS (`rediss://`, feature `rediss`): how Redis's certificate is
+    /// checked, and the client certificate, if any. `None`: plain TCP.
+    /// The name checked against the certificate is [`RedisConfig::host`].
+    #[cfg(feature = "rediss")]
+    pub tls: Option<super::RedisTls>,
 }
 
 /// Why a `redis://` URL was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// Not `redis://`.
-    #[error("unsupported scheme in {0:?}: expected redis://[[user]:password@]host[:port][/db]")]
+    /// Not `redis://` or `rediss://`.
+    #[error("unsupported scheme in {0:?}: expected redis://[[user]:password@]host[:port][/db] (or rediss://, over TLS)")]
     Scheme(String),
-    /// `rediss://` (Redis over TLS).
-    #[error("rediss:// (Redis over TLS) is not supported; use redis:// on a trusted network or a local TLS tunnel")]
+    /// `rediss://` (Redis over TLS) in a build without the `rediss`
+    /// feature.
+    #[error("rediss:// (Redis over TLS) needs wsloop built with the `rediss` feature")]
     Tls,
     /// No host.
     #[error("no host in the Redis URL")]
@@ -87,15 +93,20 @@ impl RedisConfig {
     /// Reads `redis://[[user]:password@]host[:port][/db]`: user and password
     /// percent-decoded, an IPv6 host in brackets, port 6379 by default. The
     /// database number is accepted and ignored (pub/sub channels are not
-    /// in any database). Everything else has its default.
+    /// in any database). `rediss://` is the same over TLS (feature
+    /// `rediss`), Redis's certificate checked against the system's roots
+    /// for the host ([`RedisTls::system_roots`](super::RedisTls::system_roots)).
+    /// Everything else has its default.
     pub fn from_url(url: &str) -> Result<RedisConfig, UrlError> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rediss") => {
-                return Err(UrlError::Tls)
-            }
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("redis") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss") => (true, rest),
             _ => return Err(UrlError::Scheme(url.to_owned())),
         };
+        #[cfg(not(feature = "rediss"))]
+        if tls {
+            return Err(UrlError::Tls);
+        }
         if let Some(at) = rest.find(['?', '#']) {
             return Err(UrlError::Extra(rest[at..].to_owned()));
         }
@@ -154,6 +165,8 @@ impl RedisConfig {
             port,
             user,
             password,
+            #[cfg(feature = "rediss")]
+            tls: tls.then(super::RedisTls::system_roots),
             ..RedisConfig::default()
         })
     }
@@ -175,6 +188,8 @@ impl Default for RedisConfig {
             ping_interval: Duration::from_secs(15),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            #[cfg(feature = "rediss")]
+            tls: None,
         }
     }
 }
@@ -220,6 +235,7 @@ mod tests {
         let err = |u: &str| RedisConfig::from_url(u).unwrap_err();
         assert!(matches!(err("localhost:6379"), UrlError::Scheme(_)));
         assert!(matches!(err("http://localhost"), UrlError::Scheme(_)));
+        #[cfg(not(feature = "rediss"))]
         assert_eq!(err("rediss://h"), UrlError::Tls);
         assert_eq!(err("redis://"), UrlError::NoHost);
         assert_eq!(err("redis://:pw@:1"), UrlError::NoHost);
@@ -234,6 +250,25 @@ mod tests {
         );
         assert_eq!(err("redis://%ff:x@h"), UrlError::Encoding);
         // Every message names the problem.
-        assert!(err("rediss://h").to_string().contains("TLS"));
+        #[cfg(not(feature = "rediss"))]
+        assert!(err("rediss://h").to_string().contains("rediss"));
+    }
+
+    #[cfg(feature = "rediss")]
+    #[test]
+    fn rediss_is_redis_over_tls_checked_against_the_systems_roots() {
+        let c = parse("rediss://u:p@cache.example.com:6380/0");
+        assert_eq!(c.tls, Some(crate::backplane::RedisTls::system_roots()));
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.port,
+                c.user.as_deref(),
+                c.password.as_deref()
+            ),
+            ("cache.example.com", 6380, Some("u"), Some("p"))
+        );
+        assert_eq!(parse("REDISS://h").tls, parse("rediss://h").tls);
+        assert_eq!(parse("redis://h").tls, None);
     }
 }

@@ -6,7 +6,9 @@
 //! subscribed to exactly the topics its clients hold, and hands what comes
 //! from the others to its subscribers. The connection is a socket in the
 //! loop's own `Poll` (one per loop with [`Loops`](crate::Loops)), its
-//! commands written once per turn.
+//! commands written once per turn. With the `rediss` feature the
+//! connection may be TLS (`rediss://`, `RedisTls`): rustls's client
+//! between the socket and the protocol, in the same loop.
 //!
 //! ```text
 //! Ctx::publish ──► subscribers here, other loops (hub) ──► RedisLink::publish ──► PUBLISH (once per turn's write)
@@ -44,8 +46,12 @@
 
 mod config;
 mod link;
+#[cfg(feature = "rediss")]
+mod tls;
 
 pub use config::{RedisConfig, UrlError};
 pub use link::{LinkError, LinkEvent, LinkState, LinkStats, RedisLink};
+#[cfg(feature = "rediss")]
+pub use tls::RedisTls;
 
 pub use crate::server::RedisStats;

@@ -14,11 +14,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+#[cfg(feature = "rediss")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::Interest;
+#[cfg(feature = "rediss")]
+use rustls::pki_types::ServerName;
 
 use super::core::Core;
 use super::handle::Command;
@@ -32,6 +36,78 @@ use crate::proto::time;
 /// Reads from Redis per turn before the clients get theirs again.
 const READS_PER_TURN: usize = 16;
 
+/// The connection to Redis: its socket, and rustls's client over it for
+/// `rediss://` (records in and out of the socket here, the protocol's
+/// bytes in and out of rustls).
+struct Conn {
+    stream: TcpStream,
+    id: SourceId,
+    #[cfg(feature = "rediss")]
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+impl Conn {
+    /// Reads what Redis sent (decrypted): `Ok(0)` at its end,
+    /// `WouldBlock` when the socket has nothing more.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "rediss")]
+        if let Some(tls) = &mut self.tls {
+            loop {
+                match tls.reader().read(buf) {
+                    Ok(n) => return Ok(n), // 0: close_notify
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                if tls.read_tls(&mut self.stream)? == 0 {
+                    return Ok(0);
+                }
+                tls.process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+            }
+        }
+        self.stream.read(buf)
+    }
+
+    /// Writes (encrypts) a prefix of `data` and returns its length;
+    /// `WouldBlock` when the socket takes nothing now, `Ok(0)` when there
+    /// is nothing to write (no data, no record waiting).
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "rediss")]
+        if let Some(tls) = &mut self.tls {
+            let mut taken = 0;
+            loop {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.stream) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(_) => {}
+                        // What rustls took is taken; the rest waits for
+                        // the socket's WRITABLE edge.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && taken > 0 => {
+                            return Ok(taken)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                if taken > 0 || data.is_empty() {
+                    return Ok(taken);
+                }
+                // rustls holds at most its buffer limit (64 KiB) of
+                // records and, before the handshake is done, of plaintext.
+                taken = tls.writer().write(data)?;
+                if taken == 0 {
+                    // Full, and nothing to send: the handshake waits for
+                    // Redis, whose answer is read (and brings us back).
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.stream.write(data)
+    }
+}
+
 /// The backplane's state on one loop.
 pub(super) struct Redis {
     pub(super) link: RedisLink,
@@ -43,7 +119,12 @@ pub(super) struct Redis {
     next_addr: usize,
     /// A lookup is running on a thread of its own.
     resolving: bool,
-    conn: Option<(TcpStream, SourceId)>,
+    conn: Option<Conn>,
+    /// For `rediss://`: the client configuration and the name checked
+    /// against Redis's certificate, or why there are none (each connection
+    /// attempt fails with it).
+    #[cfg(feature = "rediss")]
+    tls: Option<Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String>>,
     /// The TCP connect has not completed yet.
     connecting: bool,
     backoff: Duration,
@@ -142,7 +223,24 @@ impl<H: Handler> Server<H> {
         if let Some(old) = self.core.redis.take() {
             self.drop_conn(old);
         }
+        #[cfg(feature = "rediss")]
+        let tls = config.tls.as_ref().map(|tls| {
+            let name = ServerName::try_from(config.host.clone()).map_err(|e| {
+                format!(
+                    "TLS: {:?} is not a name to check a certificate for: {e}",
+                    config.host
+                )
+            })?;
+            let client = tls.client_config().map_err(|e| format!("TLS: {e}"))?;
+            Ok((client, name))
+        });
+        #[cfg(feature = "rediss")]
+        if let Some(Err(why)) = &tls {
+            log::error!("redis: {why}: the link cannot come up");
+        }
         self.core.redis = Some(Box::new(Redis {
+            #[cfg(feature = "rediss")]
+            tls,
             link: RedisLink::new(&config),
             backoff: config.min_backoff,
             literal: config.host.parse().ok(),
@@ -165,8 +263,8 @@ impl<H: Handler> Server<H> {
     }
 
     fn drop_conn(&mut self, mut r: Box<Redis>) {
-        if let Some((mut stream, id)) = r.conn.take() {
-            let _ = self.core.deregister(id, &mut stream);
+        if let Some(mut conn) = r.conn.take() {
+            let _ = self.core.deregister(conn.id, &mut conn.stream);
         }
     }
 
@@ -175,9 +273,7 @@ impl<H: Handler> Server<H> {
         let Some(r) = &self.core.redis else {
             return false;
         };
-        r.conn
-            .as_ref()
-            .is_some_and(|(_, id)| id.key as usize == key)
+        r.conn.as_ref().is_some_and(|c| c.id.key as usize == key)
     }
 
     /// Makes the next connection: to the host's address, or, for a name,
@@ -242,11 +338,34 @@ impl<H: Handler> Server<H> {
         let Some(mut r) = self.core.redis.take() else {
             return;
         };
+        #[cfg(feature = "rediss")]
+        let tls = match &r.tls {
+            None => None,
+            Some(Ok((config, name))) => {
+                match rustls::ClientConnection::new(config.clone(), name.clone()) {
+                    Ok(c) => Some(Box::new(c)),
+                    Err(e) => {
+                        self.core.redis = Some(r);
+                        return self.redis_down(&format!("TLS: {e}"));
+                    }
+                }
+            }
+            Some(Err(why)) => {
+                let why = why.clone();
+                self.core.redis = Some(r);
+                return self.redis_down(&why);
+            }
+        };
         let started = TcpStream::connect(addr).and_then(|mut stream| {
             let id = self
                 .core
                 .register(&mut stream, Interest::READABLE | Interest::WRITABLE)?;
-            Ok((stream, id))
+            Ok(Conn {
+                stream,
+                id,
+                #[cfg(feature = "rediss")]
+                tls,
+            })
         });
         match started {
             Ok(conn) => {
@@ -275,8 +394,8 @@ impl<H: Handler> Server<H> {
         let Some(mut r) = self.core.redis.take() else {
             return;
         };
-        if let Some((mut stream, id)) = r.conn.take() {
-            let _ = self.core.deregister(id, &mut stream);
+        if let Some(mut conn) = r.conn.take() {
+            let _ = self.core.deregister(conn.id, &mut conn.stream);
         }
         let was = r.link.state();
         r.link.disconnect();
@@ -345,7 +464,7 @@ impl<H: Handler> Server<H> {
         let Some(r) = self.core.redis.as_mut() else {
             return Ok(false);
         };
-        let Some((stream, _)) = &r.conn else {
+        let Some(Conn { stream, .. }) = &r.conn else {
             return Ok(false);
         };
         if let Ok(Some(e)) | Err(e) = stream.take_error() {
@@ -372,10 +491,10 @@ impl<H: Handler> Server<H> {
         let mut failed = None;
         let mut scratch = std::mem::take(&mut self.scratch);
         for i in 0..READS_PER_TURN {
-            let Some((stream, _)) = r.conn.as_mut().filter(|_| !r.connecting) else {
+            let Some(conn) = r.conn.as_mut().filter(|_| !r.connecting) else {
                 break;
             };
-            let n = match stream.read(&mut scratch) {
+            let n = match conn.read(&mut scratch) {
                 Ok(0) => {
                     failed = Some("Redis closed the connection".to_owned());
                     break;
@@ -449,9 +568,17 @@ impl<H: Handler> Server<H> {
             }
         }
         self.scratch = scratch;
+        #[cfg(feature = "rediss")]
+        let tls = r.conn.as_ref().is_some_and(|c| c.tls.is_some());
         self.core.redis = Some(r);
         if let Some(why) = failed {
-            self.redis_down(&why);
+            return self.redis_down(&why);
+        }
+        // What was read may have moved the handshake on: its records, and
+        // the commands rustls held until it was done, go out now.
+        #[cfg(feature = "rediss")]
+        if tls {
+            self.redis_write();
         }
     }
 
@@ -477,12 +604,11 @@ impl<H: Handler> Server<H> {
             return;
         };
         let mut failed = None;
-        while let Some((stream, _)) = r.conn.as_mut().filter(|_| !r.connecting) {
-            let pending = r.link.pending();
-            if pending.is_empty() {
-                break;
-            }
-            match stream.write(pending) {
+        while let Some(conn) = r.conn.as_mut().filter(|_| !r.connecting) {
+            // Through TLS, called with nothing pending too: records may
+            // wait (the handshake's, after a read).
+            match conn.write(r.link.pending()) {
+                Ok(0) => break,
                 Ok(n) => r.link.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -80,7 +80,7 @@ pub struct Stats {
 /// The latest [`Stats`] of a loop, readable from any thread
 /// ([`Server::stats_handle`](crate::Server::stats_handle)): `Send + Sync +
 /// Clone`. The loop refreshes it at the end of a turn, at most every
-/// [`REFRESH`]; so it is at most that old (or as old as the loop's last
+/// 100 ms; so it is at most that old (or as old as the loop's last
 /// turn, when nothing has happened since).
 #[derive(Debug, Clone, Default)]
 pub struct StatsHandle(pub(super) Arc<Mutex<Stats>>);

@@ -42,6 +42,24 @@ impl TestCa {
         (cert.der().clone(), key)
     }
 
+    /// A new leaf for localhost and 127.0.0.1 written to `NAME.pem` and
+    /// `NAME.key` (a second server's, or a client's); returns the paths.
+    pub fn issue_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.ca)
+            .unwrap();
+        let paths = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&paths.0, cert.pem()).unwrap();
+        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+        paths
+    }
+
     /// A new leaf as a server configuration (wsloop's defaults).
     #[cfg(feature = "tls")]
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {

@@ -27,7 +27,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use wsloop::backplane::RedisConfig;
+use wsloop::backplane::{RedisConfig, RedisTls};
 use wsloop::{Balance, Config, Handler, Loops, Server};
 
 use crate::app::{App, PushInterval};
@@ -410,10 +410,12 @@ impl Gauges for wsloop::programs::Programs {
 #[derive(Debug, clap::Args)]
 struct RedisArgs {
     /// Share topics (every /chat) with each wsloop on the same Redis, through
-    /// its pub/sub: redis://[[user]:password@]host[:port][/db]. Each loop
-    /// has its own connection; while Redis is unreachable the server
-    /// serves its own clients and retries. Delivery across processes is at
-    /// most once, as Redis pub/sub is
+    /// its pub/sub: redis://[[user]:password@]host[:port][/db], or
+    /// rediss://... over TLS (Redis's certificate checked against the
+    /// system's trusted roots for the host). Each loop has its own
+    /// connection; while Redis is unreachable the server serves its own
+    /// clients and retries. Delivery across processes is at most once, as
+    /// Redis pub/sub is
     #[arg(long, value_name = "URL", env = "WSLOOP_REDIS", hide_env_values = true,
           value_parser = parse_redis)]
     redis: Option<RedisConfig>,
@@ -427,13 +429,49 @@ struct RedisArgs {
         requires = "redis"
     )]
     redis_prefix: String,
+
+    /// For rediss://: check Redis's certificate against the CA
+    /// certificates in this PEM file (a private CA) instead of the system's
+    /// trusted roots
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    redis_ca: Option<std::path::PathBuf>,
+
+    /// For rediss://: the client certificate (a PEM chain, leaf first) shown
+    /// to a Redis that asks for one (`tls-auth-clients yes`)
+    #[arg(long, value_name = "FILE", requires_all = ["redis", "redis_key"])]
+    redis_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --redis-cert
+    #[arg(long, value_name = "FILE", requires = "redis_cert")]
+    redis_key: Option<std::path::PathBuf>,
 }
 
 impl RedisArgs {
-    fn config(&self) -> Option<RedisConfig> {
-        let mut config = self.redis.clone()?;
+    /// The backplane's configuration, its TLS files read (and, for the
+    /// system's roots, the store read): an error is a bad flag.
+    fn config(&self) -> Result<Option<RedisConfig>, String> {
+        let Some(mut config) = self.redis.clone() else {
+            return Ok(None);
+        };
         config.prefix = self.redis_prefix.clone();
-        Some(config)
+        let files = self.redis_ca.is_some() || self.redis_cert.is_some();
+        match config.tls.take() {
+            None if files => {
+                return Err("--redis-ca and --redis-cert are for a rediss:// URL".into());
+            }
+            None => {}
+            Some(tls) => {
+                let tls = if files {
+                    let client = self.redis_cert.as_deref().zip(self.redis_key.as_deref());
+                    RedisTls::from_pem_files(self.redis_ca.as_deref(), client)
+                } else {
+                    // Read once here, not by every loop.
+                    tls.client_config().map(RedisTls::from_config)
+                };
+                config.tls = Some(tls.map_err(|e| format!("rediss://: {e}"))?);
+            }
+        }
+        Ok(Some(config))
     }
 }
 
@@ -664,13 +702,20 @@ fn bind_first(listen: &Listen, loops: usize) -> Result<Vec<TcpListener>, String>
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse(); // bad flags: a message and exit code 2
+    let mut args = Args::parse(); // bad flags: a message and exit code 2
     let config = args.config();
     if let Err(e) = config.validate() {
         Args::command()
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit();
     }
+    // From here on `--redis` is the whole backplane configuration.
+    args.redis.redis = match args.redis.config() {
+        Ok(redis) => redis,
+        Err(e) => Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit(),
+    };
     init_logging(args.log_level);
 
     let loops = match args.threads {
@@ -796,12 +841,13 @@ where
         servers.push(Server::without_listener(config.clone(), make())?);
     }
     let tls = &args.tls;
-    if let Some(redis) = args.redis.config() {
+    if let Some(redis) = &args.redis.redis {
         for server in &mut servers {
             server.set_redis(redis.clone());
         }
+        let over = if redis.tls.is_some() { " over TLS" } else { "" };
         info!(
-            "redis: topics shared through {}:{} (channels {}*)",
+            "redis: topics shared through {}:{}{over} (channels {}*)",
             redis.host, redis.port, redis.prefix
         );
     }
