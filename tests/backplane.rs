@@ -366,10 +366,17 @@ fn rediss_with_a_private_ca_and_client_certificates() {
         &format!("rediss://localhost:{tls_port}"),
         &["--redis-ca", &ca_pem],
     );
-    let unknown_ca = start(&format!("rediss://localhost:{tls_port}"), &[]);
+    // The system's roots, here another CA's (rustls-native-certs reads
+    // SSL_CERT_FILE first, as OpenSSL does).
+    let other = pki::TestCa::new("rediss-other");
+    let other_roots = path(&other.ca_pem());
+    let unknown_ca = Wsloop::start_env(
+        &["--redis", &format!("rediss://localhost:{tls_port}")],
+        &[("SSL_CERT_FILE", &other_roots)],
+    );
     for (server, says) in [
         (&no_cert, "CertificateRequired"),
-        (&unknown_ca, "UnknownIssuer"),
+        (&unknown_ca, "invalid peer certificate"),
     ] {
         let failed = server.wait_log_count(says, 1);
         assert!(failed >= 1, "{:#?}", server.logs());
@@ -420,6 +427,25 @@ fn rediss_with_a_private_ca_and_client_certificates() {
         assert_eq!(status.code(), Some(2), "{flags:?}: {}", done.stderr);
         assert!(done.stderr.contains(says), "{flags:?}: {}", done.stderr);
     }
+    // No trusted roots at all (an empty store): said at start, exit 2.
+    let empty = ca.dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let done = process::run_with_deadline(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--redis", &rediss])
+            .env_remove("WSLOOP_REDIS")
+            .env("SSL_CERT_FILE", &empty)
+            .env("SSL_CERT_DIR", ca.dir.join("no-such-dir"))
+            .stdin(Stdio::null()),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        done.status.and_then(|s| s.code()),
+        Some(2),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("trusted roots"), "{}", done.stderr);
 }
 
 #[test]
