@@ -256,6 +256,7 @@ fn bad_urls_are_refused_at_start_with_exit_code_2() {
     let cases: BTreeMap<&str, &str> = [
         ("http://localhost", "unsupported scheme"),
         ("rediss://localhost:0", "bad port"),
+        ("rediss://redis.123", "not a name or address"),
         ("redis://localhost:0", "bad port"),
         ("redis://", "no host"),
         ("redis://h/x", "bad database"),
@@ -362,17 +363,24 @@ fn rediss_with_a_private_ca_and_client_certificates() {
     // No client certificate: Redis refuses the handshake; the system's
     // roots do not know the private CA. Both keep serving their own
     // clients and say why they are not linked.
+    // By address: a host whose localhost is ::1 first would log a refused
+    // connection before these reasons (Redis listens on 127.0.0.1).
     let no_cert = start(
-        &format!("rediss://localhost:{tls_port}"),
+        &format!("rediss://127.0.0.1:{tls_port}"),
         &["--redis-ca", &ca_pem],
     );
-    // The system's roots, here another CA's (rustls-native-certs reads
-    // SSL_CERT_FILE first, as OpenSSL does).
+    // The system's roots, here another CA's alone (rustls-native-certs
+    // reads SSL_CERT_FILE and SSL_CERT_DIR instead of the system's store
+    // when they are set, as OpenSSL does).
     let other = pki::TestCa::new("rediss-other");
     let other_roots = path(&other.ca_pem());
+    let other_dir = path(&other.dir.join("no-such-dir"));
     let unknown_ca = Wsloop::start_env(
-        &["--redis", &format!("rediss://localhost:{tls_port}")],
-        &[("SSL_CERT_FILE", &other_roots)],
+        &["--redis", &format!("rediss://127.0.0.1:{tls_port}")],
+        &[
+            ("SSL_CERT_FILE", &other_roots),
+            ("SSL_CERT_DIR", &other_dir),
+        ],
     );
     for (server, says) in [
         (&no_cert, "CertificateRequired"),

@@ -84,6 +84,10 @@ pub enum UrlError {
     /// A user or password whose percent-escapes do not decode to UTF-8.
     #[error("the Redis URL's user or password is not valid UTF-8 once percent-decoded")]
     Encoding,
+    /// A `rediss://` host that no certificate can name (e.g. a last label
+    /// of digits that is not an address).
+    #[error("the rediss:// host {0:?} is not a name or address a certificate can be checked for")]
+    TlsHost(String),
     /// A query or fragment, which nothing here reads.
     #[error("the Redis URL has a query or fragment ({0:?}), which wsloop does not read")]
     Extra(String),
@@ -95,7 +99,8 @@ impl RedisConfig {
     /// database number is accepted and ignored (pub/sub channels are not
     /// in any database). `rediss://` is the same over TLS (feature
     /// `rediss`), Redis's certificate checked against the system's roots
-    /// for the host ([`RedisTls::system_roots`](super::RedisTls::system_roots)).
+    /// for the host (`RedisTls::system_roots`), which must then be a name
+    /// or an address a certificate can be for.
     /// Everything else has its default.
     pub fn from_url(url: &str) -> Result<RedisConfig, UrlError> {
         let (tls, rest) = match url.split_once("://") {
@@ -160,6 +165,10 @@ impl RedisConfig {
                 _ => return Err(UrlError::Port(p.to_owned())),
             },
         };
+        #[cfg(feature = "rediss")]
+        if tls && rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(UrlError::TlsHost(host.to_owned()));
+        }
         Ok(RedisConfig {
             host: host.to_owned(),
             port,
@@ -270,5 +279,10 @@ mod tests {
         );
         assert_eq!(parse("REDISS://h").tls, parse("rediss://h").tls);
         assert_eq!(parse("redis://h").tls, None);
+        assert_eq!(parse("rediss://[::1]:6380").host, "::1");
+        assert_eq!(
+            RedisConfig::from_url("rediss://redis.123").unwrap_err(),
+            UrlError::TlsHost("redis.123".into())
+        );
     }
 }

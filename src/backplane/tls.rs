@@ -56,6 +56,11 @@ impl RedisTls {
         ca: Option<&Path>,
         client: Option<(&Path, &Path)>,
     ) -> Result<RedisTls, TlsError> {
+        // The client's files first: an error names the file at fault.
+        let client = match client {
+            Some((cert, key)) => Some((load_chain(cert)?, load_key(key)?)),
+            None => None,
+        };
         let roots = match ca {
             Some(path) => {
                 let mut roots = RootCertStore::empty();
@@ -72,9 +77,7 @@ impl RedisTls {
         };
         let builder = builder()?.with_root_certificates(roots);
         let config = match client {
-            Some((cert, key)) => {
-                builder.with_client_auth_cert(load_chain(cert)?, load_key(key)?)?
-            }
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
             None => builder.with_no_client_auth(),
         };
         Ok(RedisTls(Trust::Config(Arc::new(config))))

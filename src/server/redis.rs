@@ -61,8 +61,14 @@ impl Conn {
                 if tls.read_tls(&mut self.stream)? == 0 {
                     return Ok(0);
                 }
-                tls.process_new_packets()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+                if let Err(e) = tls.process_new_packets() {
+                    // The alert that says why, for Redis's log.
+                    let _ = tls.write_tls(&mut self.stream);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("TLS: {e}"),
+                    ));
+                }
             }
         }
         self.stream.read(buf)
@@ -80,11 +86,11 @@ impl Conn {
                     match tls.write_tls(&mut self.stream) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                         Ok(_) => {}
-                        // What rustls took is taken; the rest waits for
-                        // the socket's WRITABLE edge.
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && taken > 0 => {
-                            return Ok(taken)
-                        }
+                        // What rustls took is taken (given again, it
+                        // would be sent twice); the records wait for the
+                        // socket's WRITABLE edge, an error comes back at
+                        // the next call.
+                        Err(_) if taken > 0 => return Ok(taken),
                         Err(e) => return Err(e),
                     }
                 }
@@ -141,6 +147,10 @@ pub(super) struct Redis {
     pub(super) changed: Vec<Box<str>>,
     /// Reading stopped with bytes maybe left: read again next turn.
     pub(super) more: bool,
+    /// Why connections failed since the link was last up, as logged (a
+    /// new reason is a warning; a repeated one waits for the tenth
+    /// attempt at the longest backoff).
+    reasons: Vec<String>,
     /// Drops and errors reported so far (the log says when they pass a
     /// power of two).
     dropped_logged: u64,
@@ -256,6 +266,7 @@ impl<H: Handler> Server<H> {
             timer: 0,
             changed: Vec::new(),
             more: false,
+            reasons: Vec::new(),
             dropped_logged: 0,
             errors_logged: 0,
         }));
@@ -285,6 +296,11 @@ impl<H: Handler> Server<H> {
         };
         if r.conn.is_some() || r.resolving {
             return;
+        }
+        #[cfg(feature = "rediss")]
+        if let Some(Err(why)) = &r.tls {
+            let why = why.clone();
+            return self.redis_down(&why);
         }
         if let Some(ip) = r.literal {
             let addr = SocketAddr::new(ip, r.config.port);
@@ -404,7 +420,15 @@ impl<H: Handler> Server<H> {
         r.failures += 1;
         let wait = r.backoff;
         r.backoff = (r.backoff * 2).min(r.config.max_backoff);
-        if was == LinkState::Up || r.failures == 1 {
+        // A reason not seen since the link was up is said at once (a
+        // refused first address, then a certificate that does not check
+        // out), within a few, so that addresses taken in turn do not
+        // repeat theirs at every attempt.
+        let new = !r.reasons.iter().any(|seen| seen == why) && r.reasons.len() < 8;
+        if new {
+            r.reasons.push(why.to_owned());
+        }
+        if was == LinkState::Up || new {
             warn!("redis: {why}; serving this process's clients alone, retrying in {wait:?}");
         } else if wait == r.config.max_backoff && r.failures % 10 == 0 {
             // At the longest wait: once in a while, not every attempt.
@@ -534,6 +558,7 @@ impl<H: Handler> Server<H> {
                 );
                 r.was_up = true;
                 r.failures = 0;
+                r.reasons.clear();
                 r.backoff = r.config.min_backoff;
                 let every = r.config.ping_interval;
                 let now = self.core.stamp();
