@@ -68,6 +68,24 @@ fn all_silent(clients: &mut [(&str, &mut Ws)]) {
     }
 }
 
+/// Runs the binary with `args` (and `env`), which must refuse them at
+/// start with exit code 2; returns what it wrote to stderr.
+fn refused_at_start(args: &[&str], env: &[(&str, &std::path::Path)]) -> String {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("WSLOOP_REDIS")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let done = process::run_with_deadline(&mut command, Duration::from_secs(10));
+    let code = done.status.expect("exits at once").code();
+    assert_eq!(code, Some(2), "{args:?}: {}", done.stderr);
+    done.stderr
+}
+
 #[test]
 fn chat_crosses_two_processes_once_each_way() {
     if !redis::available("chat_crosses_two_processes_once_each_way") {
@@ -263,32 +281,12 @@ fn bad_urls_are_refused_at_start_with_exit_code_2() {
     ]
     .into();
     for (url, says) in cases {
-        let done = process::run_with_deadline(
-            Command::new(BIN)
-                .args(["--listen", "127.0.0.1:0", "--redis", url])
-                .env_remove("WSLOOP_REDIS")
-                .stdin(Stdio::null()),
-            Duration::from_secs(10),
-        );
-        let status = done.status.expect("exits at once");
-        assert_eq!(status.code(), Some(2), "{url}: {}", done.stderr);
-        assert!(done.stderr.contains(says), "{url}: {}", done.stderr);
-        assert!(done.stderr.contains("--redis"), "{url}: {}", done.stderr);
+        let stderr = refused_at_start(&["--redis", url], &[]);
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(stderr.contains("--redis"), "{url}: {stderr}");
     }
     // The prefix alone means nothing.
-    let done = process::run_with_deadline(
-        Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--redis-prefix", "x:"])
-            .env_remove("WSLOOP_REDIS")
-            .stdin(Stdio::null()),
-        Duration::from_secs(10),
-    );
-    assert_eq!(
-        done.status.and_then(|s| s.code()),
-        Some(2),
-        "{}",
-        done.stderr
-    );
+    refused_at_start(&["--redis-prefix", "x:"], &[]);
 }
 
 /// Connections to Redis's TLS port from processes named `wsloop`.
@@ -315,7 +313,7 @@ fn rediss_with_a_private_ca_and_client_certificates() {
     let tls_port = redis::free_port();
     // Plain on its port for the test's own commands, TLS on `tls_port`
     // asking every client for a certificate (Redis's default).
-    let r = Redis::start(&[
+    let mut r = Redis::start(&[
         "--tls-port",
         &tls_port.to_string(),
         "--tls-cert-file",
@@ -359,6 +357,16 @@ fn rediss_with_a_private_ca_and_client_certificates() {
     assert_eq!(text(&mut a1), format!("b1: {big}"));
     assert_eq!(text(&mut b1), format!("b1: {big}"));
     all_silent(&mut [("a1", &mut a1), ("b1", &mut b1)]);
+
+    // Redis restarted: both make a new TLS connection and subscribe again.
+    r.restart(); // SIGKILL, then the same arguments
+    wait_up(&a, 2);
+    wait_up(&b, 2);
+    r.wait_numsub(None, CHAT, 2);
+    assert_eq!(wsloop_clients_on(&r, tls_port), 2, "both over TLS again");
+    say(&mut b1, "after the restart");
+    assert_eq!(text(&mut a1), "b1: after the restart");
+    assert_eq!(text(&mut b1), "b1: after the restart");
 
     // No client certificate: Redis refuses the handshake; the system's
     // roots do not know the private CA. Both keep serving their own
@@ -423,37 +431,21 @@ fn rediss_with_a_private_ca_and_client_certificates() {
             "ca.pem",
         ),
     ] {
-        let done = process::run_with_deadline(
-            Command::new(BIN)
-                .args(["--listen", "127.0.0.1:0", "--redis", url])
-                .args(&flags)
-                .env_remove("WSLOOP_REDIS")
-                .stdin(Stdio::null()),
-            Duration::from_secs(10),
-        );
-        let status = done.status.expect("exits at once");
-        assert_eq!(status.code(), Some(2), "{flags:?}: {}", done.stderr);
-        assert!(done.stderr.contains(says), "{flags:?}: {}", done.stderr);
+        let args = [&["--redis", url.as_str()][..], &flags].concat();
+        let stderr = refused_at_start(&args, &[]);
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
     }
     // No trusted roots at all (an empty store): said at start, exit 2.
     let empty = ca.dir.join("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    let done = process::run_with_deadline(
-        Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--redis", &rediss])
-            .env_remove("WSLOOP_REDIS")
-            .env("SSL_CERT_FILE", &empty)
-            .env("SSL_CERT_DIR", ca.dir.join("no-such-dir"))
-            .stdin(Stdio::null()),
-        Duration::from_secs(10),
+    let stderr = refused_at_start(
+        &["--redis", &rediss],
+        &[
+            ("SSL_CERT_FILE", &empty),
+            ("SSL_CERT_DIR", &ca.dir.join("no-such-dir")),
+        ],
     );
-    assert_eq!(
-        done.status.and_then(|s| s.code()),
-        Some(2),
-        "{}",
-        done.stderr
-    );
-    assert!(done.stderr.contains("trusted roots"), "{}", done.stderr);
+    assert!(stderr.contains("trusted roots"), "{stderr}");
 }
 
 #[test]
