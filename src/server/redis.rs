@@ -195,6 +195,19 @@ impl Redis {
         }
     }
 
+    /// rustls's client for the next connection (`None`: plain TCP), or
+    /// why there can be none.
+    #[cfg(feature = "rediss")]
+    fn new_tls(&self) -> Result<Option<Box<rustls::ClientConnection>>, String> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let (config, name) = tls.clone()?;
+        rustls::ClientConnection::new(config, name)
+            .map(|c| Some(Box::new(c)))
+            .map_err(|e| format!("TLS: {e}"))
+    }
+
     /// Arms the backplane's one timer `after` from `now`.
     fn arm(&mut self, timers: &mut super::timers::Timers, now: time::Stamp, after: Duration) {
         self.timer = self.timer.wrapping_add(1);
@@ -355,19 +368,9 @@ impl<H: Handler> Server<H> {
             return;
         };
         #[cfg(feature = "rediss")]
-        let tls = match &r.tls {
-            None => None,
-            Some(Ok((config, name))) => {
-                match rustls::ClientConnection::new(config.clone(), name.clone()) {
-                    Ok(c) => Some(Box::new(c)),
-                    Err(e) => {
-                        self.core.redis = Some(r);
-                        return self.redis_down(&format!("TLS: {e}"));
-                    }
-                }
-            }
-            Some(Err(why)) => {
-                let why = why.clone();
+        let tls = match r.new_tls() {
+            Ok(tls) => tls,
+            Err(why) => {
                 self.core.redis = Some(r);
                 return self.redis_down(&why);
             }
